@@ -1,0 +1,60 @@
+# The verbs people type. Each is a thin wrapper over a real command; every one
+# depends on `setup`, so a fresh clone needs nothing but Python 3.11.
+#
+#   make all                  generate the default world, build features, train, evaluate
+#   make test                 the test suite (CI runs exactly this)
+#   RECSYS_DATA_DIR=/tmp/w make all IMPRESSIONS=100000   keep worlds apart
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export RECSYS_DATA_DIR ?= data
+TARGET ?= sqlite
+export RECSYS_TARGET := $(TARGET)
+
+IMPRESSIONS ?= 1000000
+USERS ?= 20000
+ITEMS ?= 5000
+DAYS ?= 60
+SEED ?= 42
+TRAIN_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: setup data features train evaluate all test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+data: setup
+	$(BIN)/python -m seeds_gen synthetic --impressions $(IMPRESSIONS) --users $(USERS) \
+		--items $(ITEMS) --days $(DAYS) --seed $(SEED)
+
+features: setup
+	$(BIN)/dbt build --target $(TARGET)
+
+train: setup
+	$(BIN)/recsys train $(TRAIN_ARGS)
+
+evaluate: setup
+	$(BIN)/recsys evaluate
+
+all: data features train evaluate
+
+test: setup
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check seeds_gen models_py tests
+	$(BIN)/ruff format --check seeds_gen models_py tests
+	$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests dbt_project/macros
+
+clean:
+	rm -rf target logs .pytest_cache .ruff_cache
+	@echo "kept $(RECSYS_DATA_DIR)/ and $(VENV)/ (remove them by hand to start over)"

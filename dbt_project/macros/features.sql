@@ -1,0 +1,32 @@
+{#- Smoothed click-through rate: (clicks + m * prior) / (impressions + m), so that
+    one impression with one click is not a 100% clicker. -#}
+{% macro smoothed_ctr(clicks, impressions, prior) %}
+    (cast({{ clicks }} as double) + {{ var('ctr_smoothing_m') }} * ({{ prior }}))
+    / (cast({{ impressions }} as double) + {{ var('ctr_smoothing_m') }})
+{% endmacro %}
+
+{#- Seconds from an earlier epoch to a later one; NULL when there is no earlier one. -#}
+{% macro seconds_since(later_ts, earlier_ts) %}
+    cast({{ later_ts }} - {{ earlier_ts }} as double)
+{% endmacro %}
+
+{#- The latest moment an event may carry: the run's start plus a tolerance. -#}
+{% macro max_event_ts() %}
+    {{ run_started_at.timestamp() | int + var('max_future_skew_s') | int }}
+{% endmacro %}
+
+{#- Index a table's key after it is built. SQLite joins 1M-row tables on
+    interaction_id far faster with it; engines with hash joins need nothing. -#}
+{% macro index_key(relation, column) %}
+    {{ return(adapter.dispatch('index_key', 'recsys')(relation, column)) }}
+{% endmacro %}
+
+{% macro default__index_key(relation, column) %}
+    select 1
+{% endmacro %}
+
+{% macro sqlite__index_key(relation, column) %}
+    create index if not exists
+        {{ relation.schema }}.{{ relation.identifier }}__{{ column }}
+        on {{ relation.identifier }} ({{ column }})
+{% endmacro %}

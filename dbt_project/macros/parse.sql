@@ -1,0 +1,27 @@
+{#- Parse a raw value into a bigint, or NULL when it is not an integer.
+    dbt.safe_cast is not safe across engines (DBT_NOTES.md): SQLite turns 'abc'
+    into 0, so SQLite checks the stored type and the text round trip. -#}
+
+{% macro parse_bigint(expr) %}
+    {{ return(adapter.dispatch('parse_bigint', 'recsys')(expr)) }}
+{% endmacro %}
+
+{% macro default__parse_bigint(expr) %}
+    try_cast({{ expr }} as bigint)
+{% endmacro %}
+
+{% macro sqlite__parse_bigint(expr) %}
+    case
+        when typeof({{ expr }}) = 'integer' then {{ expr }}
+        when typeof({{ expr }}) = 'real' and {{ expr }} = cast({{ expr }} as integer)
+            then cast({{ expr }} as integer)
+        when typeof({{ expr }}) = 'text'
+            and cast(cast(trim({{ expr }}) as integer) as text) = trim({{ expr }})
+            then cast(trim({{ expr }}) as integer)
+    end
+{% endmacro %}
+
+{#- Raw values as text, for the quarantine, which keeps rows exactly as they came. -#}
+{% macro as_text(expr) %}
+    cast({{ expr }} as {{ dbt.type_string() }})
+{% endmacro %}

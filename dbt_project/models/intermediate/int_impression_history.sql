@@ -1,0 +1,93 @@
+-- One row per staged impression, carrying the impression itself and its
+-- point-in-time histories: the user's, the item's, the user's on the item's
+-- category, and the global click count, each over events strictly before it.
+--
+-- Every frame is a range over integer epoch seconds that ends 1 s before the
+-- event: neither the impression itself nor other events in the same second are
+-- counted. A rows frame would count same-second events that happen to sort
+-- earlier, which leaks their labels. All windows sit in one select so the mart
+-- needs no join on interaction_id (SQLite pays dearly for 1M-row joins).
+with
+
+impressions as (
+
+    select * from {{ ref('stg_interactions') }}
+
+),
+
+items as (
+
+    select item_id, category from {{ ref('stg_items') }}
+
+),
+
+impressions_with_category as (
+
+    select
+        impressions.interaction_id,
+        impressions.user_id,
+        impressions.item_id,
+        impressions.event_ts,
+        impressions.clicked,
+        impressions.position,
+        items.category
+    from impressions
+    inner join items on impressions.item_id = items.item_id
+
+),
+
+history as (
+
+    select
+        interaction_id,
+        user_id,
+        item_id,
+        event_ts,
+        clicked,
+        position,
+
+        count(*) over user_prior as user_prior_impressions,
+        coalesce(sum(clicked) over user_prior, 0) as user_prior_clicks,
+        max(event_ts) over user_prior as user_last_impression_ts,
+        max(case when clicked = 1 then event_ts end) over user_prior as user_last_click_ts,
+
+        count(*) over item_prior as item_prior_impressions,
+        coalesce(sum(clicked) over item_prior, 0) as item_prior_clicks,
+        count(*) over item_recent as item_recent_impressions,
+
+        count(*) over user_category_prior as user_category_prior_impressions,
+        coalesce(sum(clicked) over user_category_prior, 0) as user_category_prior_clicks,
+
+        count(*) over global_prior as global_prior_impressions,
+        coalesce(sum(clicked) over global_prior, 0) as global_prior_clicks
+
+    from impressions_with_category
+    window
+        user_prior as (
+            partition by user_id
+            order by event_ts
+            range between unbounded preceding and 1 preceding
+        ),
+        item_prior as (
+            partition by item_id
+            order by event_ts
+            range between unbounded preceding and 1 preceding
+        ),
+        item_recent as (
+            partition by item_id
+            order by event_ts
+            range between {{ var('item_popularity_window_s') }} preceding and 1 preceding
+        ),
+        user_category_prior as (
+            partition by user_id, category
+            order by event_ts
+            range between unbounded preceding and 1 preceding
+        ),
+        global_prior as (
+            order by event_ts
+            range between unbounded preceding and 1 preceding
+        )
+
+)
+
+select * from history

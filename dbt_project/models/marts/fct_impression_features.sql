@@ -1,0 +1,89 @@
+-- One row per staged impression: ids, time, label, and every feature the model
+-- reads, all computed from events strictly before the impression. The YAML
+-- beside this file is the feature registry: each column's meta says its role,
+-- type and group, and the Python package reads it from the dbt manifest.
+with
+
+history as (
+
+    select * from {{ ref('int_impression_history') }}
+
+),
+
+users as (
+
+    select * from {{ ref('stg_users') }}
+
+),
+
+items as (
+
+    select * from {{ ref('stg_items') }}
+
+),
+
+history_with_prior as (
+
+    -- The prior of every smoothed CTR: the global click rate over strictly
+    -- earlier events, shrunk toward var('ctr_prior'). It never sees the label
+    -- of its own row or of later rows.
+    select
+        history.*,
+        {{ smoothed_ctr('global_prior_clicks', 'global_prior_impressions', var('ctr_prior')) }}
+            as ctr_prior
+    from history
+
+),
+
+features as (
+
+    select
+        impressions.interaction_id,
+        impressions.user_id,
+        impressions.item_id,
+        impressions.event_ts,
+        impressions.clicked,
+
+        impressions.position,
+
+        users.age_band,
+        users.region,
+        users.account_tier,
+        users.device,
+        cast(impressions.event_ts - users.signup_ts as double) / 86400.0 as user_tenure_days,
+
+        items.category,
+        items.price_band,
+        items.brand,
+        cast(impressions.event_ts - items.created_ts as double) / 86400.0 as item_age_days,
+
+        impressions.user_prior_impressions,
+        impressions.user_prior_clicks,
+        {{ smoothed_ctr('impressions.user_prior_clicks',
+                        'impressions.user_prior_impressions',
+                        'impressions.ctr_prior') }} as user_ctr,
+        {{ seconds_since('impressions.event_ts', 'impressions.user_last_impression_ts') }}
+            as user_seconds_since_last_impression,
+        {{ seconds_since('impressions.event_ts', 'impressions.user_last_click_ts') }}
+            as user_seconds_since_last_click,
+
+        impressions.item_prior_impressions,
+        impressions.item_prior_clicks,
+        {{ smoothed_ctr('impressions.item_prior_clicks',
+                        'impressions.item_prior_impressions',
+                        'impressions.ctr_prior') }} as item_ctr,
+        impressions.item_recent_impressions,
+
+        impressions.user_category_prior_impressions,
+        impressions.user_category_prior_clicks,
+        {{ smoothed_ctr('impressions.user_category_prior_clicks',
+                        'impressions.user_category_prior_impressions',
+                        'impressions.ctr_prior') }} as user_category_ctr
+
+    from history_with_prior as impressions
+    inner join users on impressions.user_id = users.user_id
+    inner join items on impressions.item_id = items.item_id
+
+)
+
+select * from features

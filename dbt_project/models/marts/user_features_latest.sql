@@ -1,0 +1,65 @@
+-- One row per staged user: profile and history aggregates as of the end of the
+-- data (one second after the last staged event), for serving. Column names
+-- match fct_impression_features so a scorer assembles the same features.
+with
+
+impressions as (
+
+    select * from {{ ref('stg_interactions') }}
+
+),
+
+users as (
+
+    select * from {{ ref('stg_users') }}
+
+),
+
+as_of as (
+
+    select
+        max(event_ts) + 1 as as_of_ts,
+        {{ smoothed_ctr('sum(clicked)', 'count(*)', var('ctr_prior')) }} as ctr_prior
+    from impressions
+
+),
+
+user_totals as (
+
+    select
+        user_id,
+        count(*) as user_prior_impressions,
+        sum(clicked) as user_prior_clicks,
+        max(event_ts) as user_last_impression_ts,
+        max(case when clicked = 1 then event_ts end) as user_last_click_ts
+    from impressions
+    group by user_id
+
+),
+
+final as (
+
+    select
+        users.user_id,
+        as_of.as_of_ts,
+        users.age_band,
+        users.region,
+        users.account_tier,
+        users.device,
+        cast(as_of.as_of_ts - users.signup_ts as double) / 86400.0 as user_tenure_days,
+        coalesce(user_totals.user_prior_impressions, 0) as user_prior_impressions,
+        coalesce(user_totals.user_prior_clicks, 0) as user_prior_clicks,
+        {{ smoothed_ctr('coalesce(user_totals.user_prior_clicks, 0)',
+                        'coalesce(user_totals.user_prior_impressions, 0)',
+                        'as_of.ctr_prior') }} as user_ctr,
+        {{ seconds_since('as_of.as_of_ts', 'user_totals.user_last_impression_ts') }}
+            as user_seconds_since_last_impression,
+        {{ seconds_since('as_of.as_of_ts', 'user_totals.user_last_click_ts') }}
+            as user_seconds_since_last_click
+    from users
+    cross join as_of
+    left join user_totals on users.user_id = user_totals.user_id
+
+)
+
+select * from final

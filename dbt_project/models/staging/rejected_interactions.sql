@@ -1,0 +1,25 @@
+-- Raw interactions that staging refused, exactly as they came (as text), with
+-- the reason. Nothing is dropped silently: raw = stg_interactions + this.
+with
+
+checked as (
+
+    select * from {{ ref('stg_interactions_checked') }}
+
+),
+
+rejected as (
+
+    select
+        raw_interaction_id as interaction_id,
+        raw_user_id as user_id,
+        raw_item_id as item_id,
+        raw_event_ts as event_ts,
+        raw_clicked as clicked,
+        reason
+    from checked
+    where reason is not null
+
+)
+
+select * from rejected

@@ -1,0 +1,23 @@
+with
+
+checked as (
+
+    select * from {{ ref('stg_interactions_checked') }}
+
+),
+
+clean as (
+
+    select
+        interaction_id,
+        user_id,
+        item_id,
+        event_ts,
+        clicked,
+        position
+    from checked
+    where reason is null
+
+)
+
+select * from clean

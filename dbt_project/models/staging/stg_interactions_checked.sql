@@ -1,0 +1,116 @@
+-- One row per raw interaction, parsed, with the reason it is rejected (NULL when
+-- clean). stg_interactions and rejected_interactions split this model, so every
+-- raw row lands in exactly one of them.
+with
+
+source as (
+
+    select * from {{ source('raw', 'interactions') }}
+
+),
+
+users as (
+
+    select user_id from {{ ref('stg_users') }}
+
+),
+
+items as (
+
+    select item_id from {{ ref('stg_items') }}
+
+),
+
+parsed as (
+
+    select
+        {{ as_text('interaction_id') }} as raw_interaction_id,
+        {{ as_text('user_id') }} as raw_user_id,
+        {{ as_text('item_id') }} as raw_item_id,
+        {{ as_text('event_ts') }} as raw_event_ts,
+        {{ as_text('clicked') }} as raw_clicked,
+        {{ parse_bigint('interaction_id') }} as interaction_id,
+        {{ parse_bigint('user_id') }} as user_id,
+        {{ parse_bigint('item_id') }} as item_id,
+        {{ parse_bigint('event_ts') }} as event_ts,
+        {{ parse_bigint('clicked') }} as clicked,
+        {{ parse_bigint('position') }} as position
+    from source
+
+),
+
+judged as (
+
+    select
+        parsed.*,
+        case
+            when parsed.interaction_id is null or parsed.interaction_id < 0
+                then 'invalid_interaction_id'
+            when parsed.user_id is null or parsed.user_id < 0 then 'invalid_user_id'
+            when parsed.item_id is null or parsed.item_id < 0 then 'invalid_item_id'
+            when parsed.event_ts is null or parsed.event_ts <= 0 then 'invalid_event_time'
+            when parsed.event_ts > {{ max_event_ts() }} then 'event_time_in_future'
+            when parsed.clicked is null or parsed.clicked not in (0, 1) then 'invalid_label'
+            when users.user_id is null then 'unknown_user'
+            when items.item_id is null then 'unknown_item'
+        end as row_reason
+    from parsed
+    left join users on parsed.user_id = users.user_id
+    left join items on parsed.item_id = items.item_id
+
+),
+
+repeated_ids as (
+
+    select interaction_id
+    from parsed
+    where interaction_id is not null
+    group by interaction_id
+    having count(*) > 1
+
+),
+
+ranked as (
+
+    -- Among copies of one id the first clean one (earliest, then by content) is
+    -- kept; the others are duplicates. Only repeated ids are ranked (cheap).
+    select
+        judged.*,
+        case
+            when repeated_ids.interaction_id is null then 1
+            else row_number() over (
+                partition by judged.interaction_id
+                order by
+                    case when judged.row_reason is null then 0 else 1 end,
+                    judged.event_ts, judged.user_id, judged.item_id, judged.clicked,
+                    judged.raw_event_ts, judged.raw_clicked
+            )
+        end as copy_number
+    from judged
+    left join repeated_ids on judged.interaction_id = repeated_ids.interaction_id
+
+),
+
+final as (
+
+    select
+        raw_interaction_id,
+        raw_user_id,
+        raw_item_id,
+        raw_event_ts,
+        raw_clicked,
+        interaction_id,
+        user_id,
+        item_id,
+        event_ts,
+        clicked,
+        position,
+        case
+            when row_reason is not null then row_reason
+            when copy_number > 1 then 'duplicate_interaction_id'
+        end as reason
+    from ranked
+
+)
+
+select * from final

@@ -1,0 +1,88 @@
+-- Recomputes prior counts independently (a join on strictly earlier events and
+-- a group by, no window functions) on a deterministic sample that includes
+-- impressions sharing their user and second with another impression, and
+-- compares the result with the mart.
+with
+
+features as (
+
+    select * from {{ ref('fct_impression_features') }}
+
+),
+
+impressions as (
+
+    select interaction_id, user_id, item_id, event_ts, clicked
+    from {{ ref('stg_interactions') }}
+
+),
+
+same_second_rows as (
+
+    select max(interaction_id) as interaction_id
+    from impressions
+    group by user_id, event_ts
+    having count(*) > 1
+
+),
+
+sample as (
+
+    select features.*
+    from features
+    where features.interaction_id % 4999 = 1
+        or features.interaction_id in (
+            select interaction_id from same_second_rows where interaction_id % 29 = 0
+        )
+
+),
+
+user_recomputed as (
+
+    select
+        sample.interaction_id,
+        count(earlier.interaction_id) as user_prior_impressions,
+        coalesce(sum(earlier.clicked), 0) as user_prior_clicks
+    from sample
+    left join impressions as earlier
+        on earlier.user_id = sample.user_id and earlier.event_ts < sample.event_ts
+    group by sample.interaction_id
+
+),
+
+item_recomputed as (
+
+    select
+        sample.interaction_id,
+        count(earlier.interaction_id) as item_prior_impressions,
+        coalesce(sum(earlier.clicked), 0) as item_prior_clicks
+    from sample
+    left join impressions as earlier
+        on earlier.item_id = sample.item_id and earlier.event_ts < sample.event_ts
+    group by sample.interaction_id
+
+),
+
+mismatches as (
+
+    select
+        sample.interaction_id,
+        sample.user_prior_impressions,
+        user_recomputed.user_prior_impressions as expected_user_prior_impressions,
+        sample.user_prior_clicks,
+        user_recomputed.user_prior_clicks as expected_user_prior_clicks,
+        sample.item_prior_impressions,
+        item_recomputed.item_prior_impressions as expected_item_prior_impressions,
+        sample.item_prior_clicks,
+        item_recomputed.item_prior_clicks as expected_item_prior_clicks
+    from sample
+    inner join user_recomputed on sample.interaction_id = user_recomputed.interaction_id
+    inner join item_recomputed on sample.interaction_id = item_recomputed.interaction_id
+    where sample.user_prior_impressions != user_recomputed.user_prior_impressions
+        or sample.user_prior_clicks != user_recomputed.user_prior_clicks
+        or sample.item_prior_impressions != item_recomputed.item_prior_impressions
+        or sample.item_prior_clicks != item_recomputed.item_prior_clicks
+
+)
+
+select * from mismatches

@@ -1,0 +1,1 @@
+"""Raw data for the recommender: a synthetic click world and importers for real logs."""

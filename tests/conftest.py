@@ -1,0 +1,67 @@
+"""Shared fixtures: small worlds with fixed seeds, each in its own data dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def run_cli(args: list[str], data_dir: Path, check: bool = True, **env: str):
+    """Run a command from the repo root with RECSYS_DATA_DIR pointing at ``data_dir``."""
+    full_env = {**os.environ, "RECSYS_DATA_DIR": str(data_dir), **env}
+    result = subprocess.run(
+        args, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=900
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {result.returncode}\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def generate(data_dir: Path, impressions: int = 20_000, users: int = 800, items: int = 300,
+             days: int = 30, seed: int = 7):
+    return run_cli(
+        [sys.executable, "-m", "seeds_gen", "synthetic", "--impressions", str(impressions),
+         "--users", str(users), "--items", str(items), "--days", str(days),
+         "--seed", str(seed)],
+        data_dir,
+    )
+
+
+def dbt(args: list[str], data_dir: Path, check: bool = True, project_dir: Path | None = None,
+        target: str = "sqlite"):
+    cmd = [str(BIN / "dbt"), *args, "--target", target]
+    if project_dir is not None:
+        cmd += ["--project-dir", str(project_dir), "--profiles-dir", str(project_dir)]
+    extensions = next(
+        Path(sys.prefix).glob("lib/python*/site-packages/duckdb_ext/extensions"), None
+    )
+    env = {"RECSYS_DUCKDB_EXTENSIONS": str(extensions)} if extensions else {}
+    return run_cli(cmd, data_dir, check=check, **env)
+
+
+@pytest.fixture(scope="session")
+def built_world(tmp_path_factory) -> Path:
+    """A small generated world with features built by dbt on SQLite (shared, read-only)."""
+    data_dir = tmp_path_factory.mktemp("world")
+    generate(data_dir)
+    dbt(["build"], data_dir)
+    return data_dir
+
+
+def copy_project(dest: Path) -> Path:
+    """A temporary copy of the dbt project, for tests that edit SQL or YAML."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("dbt_project.yml", "profiles.yml"):
+        shutil.copy(REPO / name, dest / name)
+    shutil.copytree(REPO / "dbt_project", dest / "dbt_project")
+    return dest
