@@ -64,13 +64,19 @@ def run_synthetic(args: argparse.Namespace) -> None:
     done = time.perf_counter()
 
     rows = sum(len(t) for t in world.tables())
-    print(f"wrote {target}: {spec.impressions:,} impressions, {spec.users:,} users, "
-          f"{spec.items:,} items over {spec.days} days (seed {spec.seed})")
-    print(f"click rate {world.click_rate:.4f}; last 10% of time: oracle AUC "
-          f"{world.test_auc:.4f}, non-personal oracle AUC {world.test_auc_nonpersonal:.4f} "
-          f"(personal gap {world.test_auc - world.test_auc_nonpersonal:+.4f})")
-    print(f"generate {generated - started:.1f}s, load {done - generated:.1f}s "
-          f"({rows / max(done - generated, 1e-9):,.0f} rows/s), total {done - started:.1f}s")
+    print(
+        f"wrote {target}: {spec.impressions:,} impressions, {spec.users:,} users, "
+        f"{spec.items:,} items over {spec.days} days (seed {spec.seed})"
+    )
+    print(
+        f"click rate {world.click_rate:.4f}; last 10% of time: oracle AUC "
+        f"{world.test_auc:.4f}, non-personal oracle AUC {world.test_auc_nonpersonal:.4f} "
+        f"(personal gap {world.test_auc - world.test_auc_nonpersonal:+.4f})"
+    )
+    print(
+        f"generate {generated - started:.1f}s, load {done - generated:.1f}s "
+        f"({rows / max(done - generated, 1e-9):,.0f} rows/s), total {done - started:.1f}s"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -95,9 +95,7 @@ def _write_table(db: sqlite_utils.Database, table: Table) -> None:
     db[table.name].create(table.columns, pk=table.pk)
     names = ", ".join(f'"{c}"' for c in table.columns)
     marks = ", ".join("?" for _ in table.columns)
-    db.conn.executemany(
-        f'insert into "{table.name}" ({names}) values ({marks})', table.rows()
-    )
+    db.conn.executemany(f'insert into "{table.name}" ({names}) values ({marks})', table.rows())
     for column in table.indexes:
         db[table.name].create_index([column], index_name=f"idx_{table.name}_{column}")
 

@@ -19,7 +19,8 @@ from seeds_gen.load import Table
 START_EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z
 SECONDS_PER_DAY = 86_400
 TARGET_CLICK_RATE = 0.05
-FACTOR_DIM = 8
+FACTOR_DIM = 4
+CATEGORY_TRAIT_SHARE = 0.8
 TASTE_SCALE = 0.85
 
 AGE_BANDS = ["18-24", "25-34", "35-44", "45-54", "55+"]
@@ -122,7 +123,13 @@ def generate(spec: WorldSpec) -> World:
     created = _arrival_times(rng, n_i, late_share=0.20, days=spec.days)
     popularity = 1.0 / (rng.permutation(n_i) + 1.0) ** 1.05
     item_bias = rng.normal(0.0, 0.5, size=n_i)
-    item_trait = rng.normal(0.0, 1.0, size=(n_i, FACTOR_DIM))
+    # Items of one category share most of their traits: taste is largely taste
+    # for categories (learnable from a user's category history), plus a part
+    # specific to the item.
+    category_trait = rng.normal(0.0, 1.0, size=(N_CATEGORIES, FACTOR_DIM))
+    item_trait = CATEGORY_TRAIT_SHARE * category_trait[category] + np.sqrt(
+        1 - CATEGORY_TRAIT_SHARE**2
+    ) * rng.normal(0.0, 1.0, size=(n_i, FACTOR_DIM))
 
     # Effects of attributes, one demographic x category interaction among them.
     category_effect = rng.normal(0.0, 0.4, size=N_CATEGORIES)
@@ -163,36 +170,64 @@ def generate(spec: WorldSpec) -> World:
 
     users = Table(
         "users",
-        {"user_id": int, "signup_ts": int, "age_band": str, "region": str,
-         "account_tier": str, "device": str},
-        {"user_id": user_id, "signup_ts": signup,
-         "age_band": np.array(AGE_BANDS)[age], "region": np.array(REGIONS)[region],
-         "account_tier": np.array(TIERS)[tier], "device": np.array(DEVICES)[device]},
+        {
+            "user_id": int,
+            "signup_ts": int,
+            "age_band": str,
+            "region": str,
+            "account_tier": str,
+            "device": str,
+        },
+        {
+            "user_id": user_id,
+            "signup_ts": signup,
+            "age_band": np.array(AGE_BANDS)[age],
+            "region": np.array(REGIONS)[region],
+            "account_tier": np.array(TIERS)[tier],
+            "device": np.array(DEVICES)[device],
+        },
         pk="user_id",
     )
     items = Table(
         "items",
         {"item_id": int, "category": str, "price_band": str, "brand": str, "created_ts": int},
-        {"item_id": item_id,
-         "category": np.array([f"cat_{c:02d}" for c in range(N_CATEGORIES)])[category],
-         "price_band": np.array(PRICE_BANDS)[price],
-         "brand": np.array([f"brand_{b:03d}" for b in range(N_BRANDS)])[brand],
-         "created_ts": created},
+        {
+            "item_id": item_id,
+            "category": np.array([f"cat_{c:02d}" for c in range(N_CATEGORIES)])[category],
+            "price_band": np.array(PRICE_BANDS)[price],
+            "brand": np.array([f"brand_{b:03d}" for b in range(N_BRANDS)])[brand],
+            "created_ts": created,
+        },
         pk="item_id",
     )
     interactions = Table(
         "interactions",
-        {"interaction_id": int, "user_id": int, "item_id": int, "event_ts": int,
-         "clicked": int, "position": int},
-        {"interaction_id": interaction_id, "user_id": user_id[uid], "item_id": item_id[iid],
-         "event_ts": event_ts, "clicked": clicked, "position": position},
+        {
+            "interaction_id": int,
+            "user_id": int,
+            "item_id": int,
+            "event_ts": int,
+            "clicked": int,
+            "position": int,
+        },
+        {
+            "interaction_id": interaction_id,
+            "user_id": user_id[uid],
+            "item_id": item_id[iid],
+            "event_ts": event_ts,
+            "clicked": clicked,
+            "position": position,
+        },
         indexes=["interaction_id", "user_id", "item_id", "event_ts"],
     )
     click_truth = Table(
         "click_truth",
         {"interaction_id": int, "p_click": float, "p_click_nonpersonal": float},
-        {"interaction_id": interaction_id, "p_click": p_click,
-         "p_click_nonpersonal": p_nonpersonal},
+        {
+            "interaction_id": interaction_id,
+            "p_click": p_click,
+            "p_click_nonpersonal": p_nonpersonal,
+        },
         pk="interaction_id",
     )
     return World(

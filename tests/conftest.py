@@ -27,18 +27,42 @@ def run_cli(args: list[str], data_dir: Path, check: bool = True, **env: str):
     return result
 
 
-def generate(data_dir: Path, impressions: int = 20_000, users: int = 800, items: int = 300,
-             days: int = 30, seed: int = 7):
+def generate(
+    data_dir: Path,
+    impressions: int = 20_000,
+    users: int = 800,
+    items: int = 300,
+    days: int = 30,
+    seed: int = 7,
+):
     return run_cli(
-        [sys.executable, "-m", "seeds_gen", "synthetic", "--impressions", str(impressions),
-         "--users", str(users), "--items", str(items), "--days", str(days),
-         "--seed", str(seed)],
+        [
+            sys.executable,
+            "-m",
+            "seeds_gen",
+            "synthetic",
+            "--impressions",
+            str(impressions),
+            "--users",
+            str(users),
+            "--items",
+            str(items),
+            "--days",
+            str(days),
+            "--seed",
+            str(seed),
+        ],
         data_dir,
     )
 
 
-def dbt(args: list[str], data_dir: Path, check: bool = True, project_dir: Path | None = None,
-        target: str = "sqlite"):
+def dbt(
+    args: list[str],
+    data_dir: Path,
+    check: bool = True,
+    project_dir: Path | None = None,
+    target: str = "sqlite",
+):
     cmd = [str(BIN / "dbt"), *args, "--target", target]
     if project_dir is not None:
         cmd += ["--project-dir", str(project_dir), "--profiles-dir", str(project_dir)]

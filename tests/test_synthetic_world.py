@@ -38,15 +38,21 @@ def test_different_seeds_give_different_worlds(tmp_path):
 def test_interactions_reference_existing_users_and_items(tmp_path):
     generate_cli(tmp_path, impressions=8000, users=400, items=150)
     db = tmp_path / "raw.db"
-    orphans = _table(db, """
+    orphans = _table(
+        db,
+        """
         select count(*) from interactions i
         left join users u on u.user_id = i.user_id
         left join items t on t.item_id = i.item_id
-        where u.user_id is null or t.item_id is null""")
+        where u.user_id is null or t.item_id is null""",
+    )
     assert orphans == [(0,)]
-    early = _table(db, """
+    early = _table(
+        db,
+        """
         select count(*) from interactions i join users u on u.user_id = i.user_id
-        where i.event_ts < u.signup_ts""")
+        where i.event_ts < u.signup_ts""",
+    )
     assert early == [(0,)], "impressions happen only after the user signed up"
 
 
@@ -58,11 +64,14 @@ def test_click_rate_is_about_five_percent():
 def test_truth_table_aligns_one_to_one_with_interactions(tmp_path):
     generate_cli(tmp_path, impressions=6000, users=300, items=100)
     db = tmp_path / "raw.db"
-    counts = _table(db, """
+    counts = _table(
+        db,
+        """
         select (select count(*) from interactions), (select count(*) from click_truth),
                (select count(*) from interactions i join click_truth t
                   on t.interaction_id = i.interaction_id),
-               (select count(*) from click_truth where p_click <= 0 or p_click >= 1)""")
+               (select count(*) from click_truth where p_click <= 0 or p_click >= 1)""",
+    )
     n, n_truth, n_joined, n_out_of_range = counts[0]
     assert n == n_truth == n_joined == 6000
     assert n_out_of_range == 0
@@ -142,8 +151,9 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
         (["--data-dir", str(blocker / "sub")], "cannot create data directory"),
     ]
     for args, message in cases:
-        result = run_cli([sys.executable, "-m", "seeds_gen", "synthetic", *args], tmp_path,
-                         check=False)
+        result = run_cli(
+            [sys.executable, "-m", "seeds_gen", "synthetic", *args], tmp_path, check=False
+        )
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, result.stderr)

@@ -30,3 +30,23 @@
         {{ relation.schema }}.{{ relation.identifier }}__{{ column }}
         on {{ relation.identifier }} ({{ column }})
 {% endmacro %}
+
+{#- The build log: one row per successful build of a feature mart, written by
+    its post-hook. models_py reads it to tell which build a table is (cache
+    key) and whether raw data changed after it (staleness). -#}
+{% macro create_feature_build_log() %}
+    create table if not exists {{ target.schema }}.feature_builds (
+        relation_name {{ dbt.type_string() }},
+        invocation_id {{ dbt.type_string() }},
+        built_at_ms bigint
+    )
+{% endmacro %}
+
+{% macro record_feature_build() %}
+    insert into {{ target.schema }}.feature_builds (relation_name, invocation_id, built_at_ms)
+    values (
+        '{{ this.identifier }}',
+        '{{ invocation_id }}',
+        {{ (run_started_at.timestamp() * 1000) | int }}
+    )
+{% endmacro %}

@@ -1,0 +1,5 @@
+import sys
+
+from models_py.cli import main
+
+sys.exit(main())

@@ -1,0 +1,182 @@
+"""``recsys``: train, evaluate (and, as issues land, more) from the dbt-built features.
+
+Heavy imports (torch, sklearn) happen inside the commands, so ``recsys --help``
+answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from seeds_gen.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(message)
+
+
+def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training options (override --config)")
+    group.add_argument("--epochs", type=int)
+    group.add_argument("--batch-size", type=int)
+    group.add_argument("--lr", type=float)
+    group.add_argument("--embedding-dim", type=int)
+    group.add_argument("--interaction", help="none | dot | fm")
+    group.add_argument(
+        "--negative-rate", type=float, help="keep each negative training row with this probability"
+    )
+    group.add_argument(
+        "--drop-group",
+        action="append",
+        dest="drop_groups",
+        metavar="GROUP",
+        help="leave out a feature group (meta.group in the dbt YAML)",
+    )
+    group.add_argument("--max-steps", type=int)
+    group.add_argument("--threads", type=int)
+    group.add_argument("--seed", type=int)
+    group.add_argument("--device", help="auto | cpu | cuda")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="recsys", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model on the feature mart, then evaluate it")
+    train.add_argument("--config", help="JSON file with TrainConfig keys")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from last.pt")
+    train.add_argument(
+        "--no-baselines",
+        action="store_true",
+        help="skip the logistic regression and GBDT baselines",
+    )
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
+    _add_training_options(train)
+
+    evaluate = sub.add_parser("evaluate", help="recompute a run's test metrics from its checkpoint")
+    evaluate.add_argument("--run", help="run directory (default: runs/latest)")
+    evaluate.add_argument("--no-baselines", action="store_true")
+    evaluate.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    keys = (
+        "epochs",
+        "batch_size",
+        "lr",
+        "embedding_dim",
+        "interaction",
+        "negative_rate",
+        "drop_groups",
+        "max_steps",
+        "threads",
+        "seed",
+        "device",
+    )
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from models_py import checkpoint
+    from models_py.config import TrainConfig, load_config
+    from models_py.data import Encoders
+    from models_py.evaluate import evaluate, terminal_table
+    from models_py.pipeline import prepare
+    from models_py.registry import FeatureSpec
+    from models_py.runs import new_run_dir, point_latest, write_json
+    from models_py.train import build_model, train
+
+    resume_from = None
+    if args.resume:
+        run_dir = Path(args.resume)
+        resume_from = checkpoint.load(run_dir / checkpoint.LAST)
+        config = TrainConfig.from_dict(resume_from["config"], source=str(run_dir))
+        if _overrides(args):
+            raise UserError(
+                "--resume continues a run with its own configuration; drop the training options"
+            )
+        data = prepare(
+            config,
+            target=args.target,
+            encoders=Encoders.from_dict(resume_from["encoders"]),
+            spec=FeatureSpec.from_dict(resume_from["spec"]),
+        )
+        print(f"resuming {run_dir} at step {resume_from['state']['step']:,}")
+    else:
+        config = load_config(args.config).with_overrides(**_overrides(args))
+        data = prepare(config, target=args.target)
+        run_dir = new_run_dir()
+        write_json(
+            run_dir / "config.json", {"config": config.to_dict(), "features": data.spec.to_dict()}
+        )
+        print(
+            f"run {run_dir}: {len(data.train_rows):,} training rows, "
+            f"{len(data.split.validation):,} validation, {len(data.split.test):,} test, "
+            f"{len(data.spec.features)} features"
+        )
+
+    _, state = train(config, data, run_dir, resume_from=resume_from, progress=not args.quiet)
+    best = checkpoint.load(run_dir / checkpoint.BEST)
+    model = build_model(data.spec, data.encoders, config)
+    model.load_state_dict(best["model"])
+    result = evaluate(model, state, config, data, run_dir, baselines=not args.no_baselines)
+    point_latest(run_dir)
+    print(terminal_table(result))
+    print(f"wrote {run_dir}/ (metrics.json, report.md, plots); runs/latest points to it")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from models_py import checkpoint
+    from models_py.config import TrainConfig
+    from models_py.data import Encoders
+    from models_py.evaluate import evaluate, terminal_table
+    from models_py.pipeline import prepare
+    from models_py.registry import FeatureSpec
+    from models_py.runs import resolve_run
+    from models_py.train import TrainState, build_model
+
+    run_dir = resolve_run(args.run)
+    best = checkpoint.load(run_dir / checkpoint.BEST)
+    last_path = run_dir / checkpoint.LAST
+    last = checkpoint.load(last_path) if last_path.exists() else best
+    config = TrainConfig.from_dict(best["config"], source=str(run_dir))
+    data = prepare(
+        config,
+        target=args.target,
+        encoders=Encoders.from_dict(best["encoders"]),
+        spec=FeatureSpec.from_dict(best["spec"]),
+    )
+    model = build_model(data.spec, data.encoders, config)
+    model.load_state_dict(best["model"])
+    result = evaluate(
+        model, TrainState(**last["state"]), config, data, run_dir, baselines=not args.no_baselines
+    )
+    print(terminal_table(result))
+    print(f"wrote {run_dir}/metrics.json and report.md")
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted: the last checkpoint (last.pt) can resume the run with "
+            "`recsys train --resume RUN_DIR`",
+            file=sys.stderr,
+        )
+        return 130
+    return 0

@@ -1,0 +1,169 @@
+"""Training configuration: one typed dataclass, defaults readable in one screen.
+
+The CLI and ``--config FILE.json`` override it; every run writes the resolved
+configuration next to its results. Unknown keys and wrong types are refused
+with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seeds_gen.errors import UserError
+
+INTERACTIONS = ("none", "dot", "fm")
+
+
+@dataclass
+class TrainConfig:
+    # data
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    min_count: int = 2  # ids seen fewer times in train share the "unseen" slot 0
+    numeric_buckets: int = 16  # quantile buckets per numeric feature, embedded; 0 = off
+    drop_groups: list[str] = field(default_factory=list)
+    negative_rate: float = 1.0  # keep each negative training row with this probability
+    # model
+    embedding_dim: int = 16
+    hidden: list[int] = field(default_factory=lambda: [256, 128])
+    dropout: float = 0.1
+    interaction: str = "dot"  # none | dot (user . item) | fm (all pairs)
+    # optimisation
+    batch_size: int = 2048
+    lr: float = 2e-3
+    embedding_lr: float = 1e-2
+    weight_decay: float = 1e-5
+    epochs: int = 2
+    evals_per_epoch: int = 4
+    patience: int = 3  # evaluations without improvement before stopping
+    max_steps: int = 0  # 0 = no limit
+    # runtime
+    seed: int = 42
+    threads: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    baseline_max_rows: int = 400_000  # training rows for the sklearn baselines (0 = all)
+
+    def validate(self) -> TrainConfig:
+        _check(
+            len(self.split_fractions) == 3
+            and all(f > 0 for f in self.split_fractions)
+            and abs(sum(self.split_fractions) - 1) < 1e-6,
+            f"split_fractions must be three positive numbers summing to 1, "
+            f"got {list(self.split_fractions)}",
+        )
+        _check(self.min_count >= 1, f"min_count must be >= 1, got {self.min_count}")
+        _check(
+            self.numeric_buckets >= 0 and self.numeric_buckets != 1,
+            f"numeric_buckets must be 0 or >= 2, got {self.numeric_buckets}",
+        )
+        _check(
+            0 < self.negative_rate <= 1,
+            f"negative_rate must be in (0, 1], got {self.negative_rate}",
+        )
+        _check(self.embedding_dim >= 1, f"embedding_dim must be >= 1, got {self.embedding_dim}")
+        _check(all(h >= 1 for h in self.hidden), f"hidden sizes must be >= 1, got {self.hidden}")
+        _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
+        _check(
+            self.interaction in INTERACTIONS,
+            f"interaction must be one of {', '.join(INTERACTIONS)}, got {self.interaction!r}",
+        )
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _check(self.embedding_lr > 0, f"embedding_lr must be > 0, got {self.embedding_lr}")
+        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(
+            self.evals_per_epoch >= 1, f"evals_per_epoch must be >= 1, got {self.evals_per_epoch}"
+        )
+        _check(self.patience >= 1, f"patience must be >= 1, got {self.patience}")
+        _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
+        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
+        _check(
+            self.device in ("auto", "cpu", "cuda"),
+            f"device must be auto, cpu or cuda, got {self.device!r}",
+        )
+        _check(
+            self.baseline_max_rows >= 0,
+            f"baseline_max_rows must be >= 0, got {self.baseline_max_rows}",
+        )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["split_fractions"] = list(self.split_fractions)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "config") -> TrainConfig:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise UserError(
+                f"{source}: unknown key {unknown[0]!r} (known: {', '.join(sorted(fields))})"
+            )
+        defaults = cls()
+        clean: dict[str, Any] = {}
+        for name, value in values.items():
+            clean[name] = _coerce(name, value, getattr(defaults, name), source)
+        return dataclasses.replace(defaults, **clean).validate()
+
+    def with_overrides(self, **overrides: Any) -> TrainConfig:
+        merged = self.to_dict()
+        merged.update({k: v for k, v in overrides.items() if v is not None})
+        return TrainConfig.from_dict(merged, source="option")
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise UserError(message)
+
+
+def _coerce(name: str, value: Any, default: Any, source: str) -> Any:
+    """Accept a value of the default's type (ints where floats are expected, too)."""
+    wrong = UserError(
+        f"{source}: {name} must be {type(default).__name__}, got {type(value).__name__} {value!r}"
+    )
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise wrong
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise wrong
+        return value
+    if isinstance(default, tuple | list):
+        if not isinstance(value, list | tuple):
+            raise wrong
+        inner = default[0] if default else ""  # empty defaults are lists of names
+        items = [_coerce(f"{name}[]", v, inner, source) for v in value]
+        return tuple(items) if isinstance(default, tuple) else items
+    raise wrong
+
+
+def load_config(path: str | Path | None) -> TrainConfig:
+    if path is None:
+        return TrainConfig().validate()
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"config file {path} not found") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(
+            f"config file {path} is not valid JSON: {exc.msg} (line {exc.lineno})"
+        ) from None
+    if not isinstance(values, dict):
+        raise UserError(f"config file {path} must hold a JSON object")
+    return TrainConfig.from_dict(values, source=str(path))

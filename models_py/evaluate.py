@@ -1,0 +1,275 @@
+"""Judge a trained model on the test split: metrics, cold vs warm rows, same-run
+baselines, the oracle on synthetic data, plots and a report in the run directory."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models_py import metrics
+from models_py.baselines import fit_and_score
+from models_py.config import TrainConfig
+from models_py.model import CTRModel
+from models_py.pipeline import Prepared
+from models_py.registry import FeatureSpec
+from models_py.runs import write_json, write_text
+from models_py.train import TrainState, pick_device, predict
+
+
+def _oracle(raw_path: Path, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """True click probabilities of ``ids`` from raw.click_truth (synthetic data only)."""
+    if not raw_path.exists():
+        return None
+    with sqlite3.connect(f"file:{raw_path}?mode=ro", uri=True) as conn:
+        has_truth = conn.execute(
+            "select count(*) from sqlite_master where type = 'table' and name = 'click_truth'"
+        ).fetchone()[0]
+        if not has_truth:
+            return None
+        rows = conn.execute(
+            "select interaction_id, p_click, p_click_nonpersonal from click_truth"
+        ).fetchall()
+    truth = np.array(rows, dtype=np.float64)
+    order = np.argsort(truth[:, 0])
+    keys = truth[order, 0]
+    pos = np.searchsorted(keys, ids.astype(np.float64))
+    pos = np.minimum(pos, len(keys) - 1)
+    if not np.all(keys[pos] == ids):
+        return None
+    return truth[order][pos, 1], truth[order][pos, 2]
+
+
+def _baseline_rows(train_rows: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    if not limit or len(train_rows) <= limit:
+        return train_rows
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(train_rows, size=limit, replace=False))
+
+
+def evaluate(
+    model: CTRModel,
+    state: TrainState,
+    config: TrainConfig,
+    data: Prepared,
+    run_dir: Path,
+    baselines: bool = True,
+) -> dict[str, Any]:
+    spec: FeatureSpec = data.spec
+    device = pick_device(config)
+    test_frame = data.frame.take(data.split.test)
+    y = np.asarray(test_frame.columns[spec.label_column], dtype=np.int64)
+    p_model = predict(model.to(device), data.test, device).astype(np.float64)
+    p = metrics.recalibrate(p_model, config.negative_rate)
+
+    user_col = spec.entity_column("user")
+    item_col = spec.entity_column("item")
+    users = test_frame.columns[user_col] if user_col else None
+    result: dict[str, Any] = {"test": metrics.summary(y, p, users)}
+    if config.negative_rate < 1:
+        result["test"]["calibration_without_recalibration"] = metrics.calibration(y, p_model)
+        result["test"]["calibration_recalibrated"] = result["test"]["calibration"]
+
+    cold = np.zeros(len(y), dtype=bool)
+    train_frame = data.frame.take(data.split.train)
+    for column in (user_col, item_col):
+        if column:
+            seen = set(train_frame.columns[column].tolist())
+            cold |= np.array([v not in seen for v in test_frame.columns[column]], dtype=bool)
+    for name, mask in (("cold", cold), ("warm", ~cold)):
+        result["test"][name] = {"auc": metrics.auc(y[mask], p[mask]), "rows": int(mask.sum())}
+
+    curves: dict[str, np.ndarray] = {"model": p}
+    if baselines:
+        rows = _baseline_rows(data.split.train, config.baseline_max_rows, config.seed)
+        scored = fit_and_score(data.frame.take(rows), test_frame, spec, data.encoders, config.seed)
+        result["baselines"] = {
+            name: {"auc": b["auc"], "logloss": b["logloss"]} for name, b in scored.items()
+        }
+        result["baselines"]["train_rows"] = int(len(rows))
+        curves.update({name: np.asarray(b["p"]) for name, b in scored.items()})
+
+    truth = _oracle(
+        data.warehouse.raw_path, np.asarray(test_frame.columns[spec.id_column], dtype=np.int64)
+    )
+    if truth is not None:
+        p_true, p_nonpersonal = truth
+        result["oracle"] = {"auc": metrics.auc(y, p_true), "logloss": metrics.logloss(y, p_true)}
+        result["oracle_nonpersonal"] = {
+            "auc": metrics.auc(y, p_nonpersonal),
+            "logloss": metrics.logloss(y, p_nonpersonal),
+        }
+        lift = result["oracle"]["auc"] - 0.5
+        result["share_of_oracle_lift"] = (result["test"]["auc"] - 0.5) / lift if lift else None
+        curves["oracle"] = p_true
+
+    result["train"] = {
+        "seconds": state.train_seconds,
+        "samples_per_s": state.samples_seen / state.train_seconds if state.train_seconds else 0,
+        "best_step": state.best_step,
+        "best_val_auc": state.best_auc,
+        "steps": state.step,
+        "stopped_early": state.stopped_early,
+        "rows": int(len(data.train_rows)),
+    }
+    result["split_rows"] = {
+        "train": int(len(data.split.train)),
+        "validation": int(len(data.split.validation)),
+        "test": int(len(data.split.test)),
+    }
+    result["features"] = [f.name for f in spec.features]
+
+    write_json(run_dir / "metrics.json", result)
+    _plots(run_dir, y, curves, p, state)
+    write_text(run_dir / "report.md", report(result, config))
+    return result
+
+
+def _plots(
+    run_dir: Path, y: np.ndarray, curves: dict[str, np.ndarray], p: np.ndarray, state: TrainState
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    for name, scores in curves.items():
+        fpr, tpr, _ = roc_curve(y, scores)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {metrics.auc(y, scores):.4f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test split")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run_dir / "roc.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    order = np.argsort(p, kind="stable")
+    bins = np.array_split(order, 20)
+    ax.plot([np.mean(p[b]) for b in bins], [np.mean(y[b]) for b in bins], "o-", label="model")
+    top = max(float(np.max(p)), 1e-3)
+    ax.plot([0, top], [0, top], "k:", lw=0.8, label="perfect")
+    ax.set(
+        xlabel="mean predicted click rate",
+        ylabel="observed click rate",
+        title="Calibration, test split (20 equal-count bins)",
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(run_dir / "calibration.png", dpi=110)
+    plt.close(fig)
+
+    fig, ax1 = plt.subplots(figsize=(6, 4))
+    steps = [h["step"] for h in state.history]
+    ax1.plot(steps, [h["train_loss"] for h in state.history], "C0-", label="train loss")
+    ax1.set(xlabel="step", ylabel="train loss (EMA)")
+    ax2 = ax1.twinx()
+    ax2.plot(steps, [h["val_auc"] for h in state.history], "C1o-", label="validation AUC")
+    ax2.axvline(state.best_step, color="C1", ls=":", lw=0.8)
+    ax2.set(ylabel="validation AUC")
+    fig.legend(loc="lower center", ncol=2, fontsize=8)
+    ax1.set_title("Learning curve")
+    fig.tight_layout()
+    fig.savefig(run_dir / "learning_curve.png", dpi=110)
+    plt.close(fig)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return "-" if value is None else str(value)
+
+
+def table_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(what, AUC, log loss) rows shared by the terminal table and the report."""
+    test = result["test"]
+    rows = [("model", _fmt(test["auc"]), _fmt(test["logloss"]))]
+    for name, b in result.get("baselines", {}).items():
+        if isinstance(b, dict):
+            rows.append((name, _fmt(b["auc"]), _fmt(b["logloss"])))
+    if "oracle" in result:
+        rows.append(
+            ("oracle (true p)", _fmt(result["oracle"]["auc"]), _fmt(result["oracle"]["logloss"]))
+        )
+        rows.append(
+            (
+                "oracle, non-personal",
+                _fmt(result["oracle_nonpersonal"]["auc"]),
+                _fmt(result["oracle_nonpersonal"]["logloss"]),
+            )
+        )
+    return rows
+
+
+def terminal_table(result: dict[str, Any]) -> str:
+    test = result["test"]
+    lines = [f"{'':24}{'AUC':>10}{'log loss':>12}"]
+    lines += [f"{a:24}{b:>10}{c:>12}" for a, b, c in table_rows(result)]
+    lines.append(
+        f"test: PR-AUC {_fmt(test['pr_auc'])}  NE {_fmt(test['ne'])}  calibration "
+        f"{_fmt(test['calibration'])}  ECE {_fmt(test['ece'])}  GAUC {_fmt(test.get('gauc'))}"
+    )
+    lines.append(
+        f"cold rows {test['cold']['rows']:,} AUC {_fmt(test['cold']['auc'])}; "
+        f"warm rows {test['warm']['rows']:,} AUC {_fmt(test['warm']['auc'])}"
+    )
+    if result.get("share_of_oracle_lift") is not None:
+        lines.append(
+            f"share of the oracle's lift over 0.5: {100 * result['share_of_oracle_lift']:.1f}%"
+        )
+    train = result["train"]
+    lines.append(
+        f"train: {train['seconds']:.1f}s, {train['samples_per_s']:,.0f} samples/s, "
+        f"best step {train['best_step']:,} of {train['steps']:,}"
+    )
+    return "\n".join(lines)
+
+
+def report(result: dict[str, Any], config: TrainConfig) -> str:
+    test = result["test"]
+    lines = [
+        "# Run report",
+        "",
+        "## Test split",
+        "",
+        "| model | AUC | log loss |",
+        "| --- | --- | --- |",
+    ]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in table_rows(result)]
+    lines += ["", "| metric | value |", "| --- | --- |"]
+    for key in ("auc", "logloss", "pr_auc", "ne", "calibration", "ece", "gauc", "rows"):
+        lines.append(f"| {key} | {_fmt(test.get(key))} |")
+    if "calibration_without_recalibration" in test:
+        lines.append(
+            f"| calibration without recalibration | "
+            f"{_fmt(test['calibration_without_recalibration'])} |"
+        )
+    lines.append(
+        f"| cold-start AUC ({test['cold']['rows']:,} rows) | {_fmt(test['cold']['auc'])} |"
+    )
+    lines.append(f"| warm AUC ({test['warm']['rows']:,} rows) | {_fmt(test['warm']['auc'])} |")
+    if result.get("share_of_oracle_lift") is not None:
+        lines.append(f"| share of oracle lift | {100 * result['share_of_oracle_lift']:.1f}% |")
+    train = result["train"]
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"{train['rows']:,} training rows, {train['steps']:,} steps, best at step "
+        f"{train['best_step']:,} (validation AUC {_fmt(train['best_val_auc'])}), "
+        f"{train['seconds']:.1f}s, {train['samples_per_s']:,.0f} samples/s.",
+        "",
+        "Features: " + ", ".join(result["features"]),
+        "",
+        "![ROC](roc.png) ![calibration](calibration.png) ![learning curve](learning_curve.png)",
+        "",
+        "Configuration: see config.json.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,242 @@
+"""The feature registry: the dbt manifest's columns and their meta.
+
+Columns of the feature mart carry ``meta`` in the dbt YAML: role (id, time,
+label, feature) and, for features, type (categorical, numeric) and group.
+A column added to the SQL and the YAML reaches the model with no Python change.
+Before training we also refuse features that are missing, failed or stale.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from models_py.warehouse import Warehouse, project_dir, quote_identifier
+from seeds_gen.errors import UserError
+
+FEATURE_MODEL = "fct_impression_features"
+FEATURE_TYPES = ("categorical", "numeric")
+FAILED_STATUSES = ("error", "fail", "runtime error")
+
+
+@dataclass(frozen=True)
+class FeatureColumn:
+    name: str
+    type: str  # categorical | numeric
+    group: str
+    entity: str | None = None  # user | item: that entity's id
+    transform: str | None = None  # log1p
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    table: str
+    id_column: str
+    time_column: str
+    label_column: str
+    features: tuple[FeatureColumn, ...] = field(default_factory=tuple)
+
+    @property
+    def categorical(self) -> list[FeatureColumn]:
+        return [f for f in self.features if f.type == "categorical"]
+
+    @property
+    def numeric(self) -> list[FeatureColumn]:
+        return [f for f in self.features if f.type == "numeric"]
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted({f.group for f in self.features})
+
+    def entity_column(self, entity: str) -> str | None:
+        return next((f.name for f in self.features if f.entity == entity), None)
+
+    def columns(self) -> list[str]:
+        return [
+            self.id_column,
+            self.time_column,
+            self.label_column,
+            *(f.name for f in self.features),
+        ]
+
+    def without_groups(self, groups: list[str]) -> FeatureSpec:
+        unknown = sorted(set(groups) - set(self.groups))
+        if unknown:
+            raise UserError(
+                f"unknown feature group {unknown[0]!r} (the dbt YAML has: {', '.join(self.groups)})"
+            )
+        kept = tuple(f for f in self.features if f.group not in groups)
+        return FeatureSpec(self.table, self.id_column, self.time_column, self.label_column, kept)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["features"] = [asdict(f) for f in self.features]
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FeatureSpec:
+        features = tuple(FeatureColumn(**f) for f in values["features"])
+        return cls(
+            values["table"],
+            values["id_column"],
+            values["time_column"],
+            values["label_column"],
+            features,
+        )
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"no dbt {what} at {path}: run `make features` (dbt build) first") from None
+    except json.JSONDecodeError:
+        raise UserError(
+            f"dbt {what} at {path} is not valid JSON: run `make features` again"
+        ) from None
+
+
+def load_spec(project: Path | None = None, model: str = FEATURE_MODEL) -> FeatureSpec:
+    """Read the feature spec of ``model`` from ``target/manifest.json``."""
+    manifest = _read_json((project or project_dir()) / "target" / "manifest.json", "manifest")
+    node = next(
+        (
+            n
+            for n in manifest.get("nodes", {}).values()
+            if n.get("resource_type") == "model" and n.get("name") == model
+        ),
+        None,
+    )
+    if node is None:
+        raise UserError(f"the dbt manifest has no model {model!r}: run `make features`")
+    roles: dict[str, list[str]] = {"id": [], "time": [], "label": []}
+    features: list[FeatureColumn] = []
+    for name, column in node.get("columns", {}).items():
+        meta = column.get("meta") or {}
+        quote_identifier(name)
+        role = meta.get("role")
+        if role is None:
+            warnings.warn(
+                f"column {model}.{name} has no meta.role in the dbt YAML: ignored", stacklevel=2
+            )
+            continue
+        if role in roles:
+            roles[role].append(name)
+        elif role == "feature":
+            features.append(_feature(model, name, meta))
+        else:
+            raise UserError(
+                f"column {model}.{name}: meta.role must be id, time, label or feature, got {role!r}"
+            )
+    for role, names in roles.items():
+        if len(names) != 1:
+            raise UserError(
+                f"the dbt YAML of {model} must mark exactly one column with "
+                f"meta.role: {role} (found {len(names)})"
+            )
+    if not features:
+        raise UserError(
+            f"the dbt YAML of {model} declares no feature columns "
+            f"(meta.role: feature): nothing to learn from"
+        )
+    return FeatureSpec(
+        quote_identifier(node.get("alias") or model).strip('"'),
+        roles["id"][0],
+        roles["time"][0],
+        roles["label"][0],
+        tuple(features),
+    )
+
+
+def _feature(model: str, name: str, meta: dict[str, Any]) -> FeatureColumn:
+    kind = meta.get("type")
+    if kind not in FEATURE_TYPES:
+        raise UserError(
+            f"column {model}.{name}: meta.type must be categorical or numeric, got {kind!r}"
+        )
+    group = meta.get("group")
+    if not isinstance(group, str) or not group:
+        raise UserError(f"column {model}.{name}: meta.group is required for features")
+    transform = meta.get("transform")
+    if transform not in (None, "log1p"):
+        raise UserError(f"column {model}.{name}: meta.transform must be log1p, got {transform!r}")
+    entity = meta.get("entity")
+    if entity not in (None, "user", "item"):
+        raise UserError(f"column {model}.{name}: meta.entity must be user or item, got {entity!r}")
+    return FeatureColumn(name, kind, group, entity, transform, bool(meta.get("nullable")))
+
+
+def check_features_ready(
+    warehouse: Warehouse, spec: FeatureSpec, project: Path | None = None
+) -> str:
+    """Refuse missing, failed or stale features; return the build id of the table."""
+    results = _read_json((project or project_dir()) / "target" / "run_results.json", "run results")
+    failed = [
+        r.get("unique_id", "?")
+        for r in results.get("results", [])
+        if r.get("status") in FAILED_STATUSES
+    ]
+    if failed:
+        name = (
+            failed[0].split(".")[-1]
+            if len(failed) == 1
+            else f"{failed[0].split('.')[-1]} and {len(failed) - 1} more"
+        )
+        raise UserError(
+            f"the last dbt run recorded failures ({name}): fix them and run "
+            f"`make features` before training"
+        )
+    conn = warehouse.connect()
+    try:
+        present = _table_columns(conn, warehouse, spec.table)
+        if present is None:
+            raise UserError(
+                f"feature table {spec.table} not found in {warehouse.path}: run `make features`"
+            )
+        missing = [c for c in spec.columns() if c not in present]
+        if missing:
+            raise UserError(
+                f"feature table {spec.table} lacks column {missing[0]!r} that the "
+                f"dbt YAML declares (an older build?): run `make features`"
+            )
+        build = _latest_build(conn, warehouse, spec.table)
+    finally:
+        conn.close()
+    if build is None:
+        raise UserError(f"no record of a successful build of {spec.table}: run `make features`")
+    invocation_id, built_at_ms = build
+    if warehouse.raw_path.exists() and warehouse.raw_path.stat().st_mtime * 1000 > built_at_ms:
+        raise UserError(
+            f"raw data ({warehouse.raw_path}) changed after the features were "
+            f"built: run `make features`"
+        )
+    return str(invocation_id)
+
+
+def _table_columns(conn: Any, warehouse: Warehouse, table: str) -> list[str] | None:
+    if warehouse.kind == "sqlite":
+        rows = conn.execute(
+            f"pragma {quote_identifier(warehouse.schema)}.table_info({quote_identifier(table)})"
+        ).fetchall()
+        return [r[1] for r in rows] or None
+    rows = conn.execute(
+        "select column_name from information_schema.columns "
+        "where table_schema = ? and table_name = ? order by ordinal_position",
+        [warehouse.schema, table],
+    ).fetchall()
+    return [r[0] for r in rows] or None
+
+
+def _latest_build(conn: Any, warehouse: Warehouse, table: str) -> tuple[str, int] | None:
+    if _table_columns(conn, warehouse, "feature_builds") is None:
+        return None
+    row = conn.execute(
+        f"select invocation_id, built_at_ms from {warehouse.qualified('feature_builds')} "
+        f"where relation_name = ? order by built_at_ms desc limit 1",
+        [table],
+    ).fetchone()
+    return (row[0], int(row[1])) if row else None

@@ -1,0 +1,68 @@
+"""Run directories under $RECSYS_DATA_DIR/runs/, with ``latest`` pointing to the newest."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from seeds_gen.errors import UserError
+from seeds_gen.paths import data_dir
+
+
+def runs_root() -> Path:
+    return data_dir() / "runs"
+
+
+def new_run_dir(prefix: str = "") -> Path:
+    root = runs_root()
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    for n in range(1000):
+        path = root / f"{prefix}{stamp}{'' if n == 0 else f'-{n}'}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"could not create a run directory under {root}")
+
+
+def point_latest(run_dir: Path) -> None:
+    """Atomically repoint runs/latest at ``run_dir``."""
+    link = run_dir.parent / "latest"
+    tmp = run_dir.parent / f".latest.tmp-{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    tmp.symlink_to(run_dir.name)
+    os.replace(tmp, link)
+
+
+def resolve_run(path: str | Path | None) -> Path:
+    """The run named by the user, or runs/latest."""
+    run = Path(path) if path is not None else runs_root() / "latest"
+    if not run.exists():
+        hint = "train one first (`make train`)" if path is None else "check the path"
+        raise UserError(f"run directory {run} not found: {hint}")
+    return run.resolve()
+
+
+def write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_plain) + "\n")
+    os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

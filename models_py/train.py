@@ -1,0 +1,203 @@
+"""One readable training loop: batches sliced from tensors, BCE with logits,
+AdamW for dense weights and SparseAdam for the embedding table, evaluation on
+validation several times per epoch, early stopping on validation AUC, and a
+checkpoint after every evaluation that carries everything needed to resume."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from models_py import checkpoint, metrics
+from models_py.config import TrainConfig
+from models_py.data import Encoded, Encoders, categorical_slots, numeric_width
+from models_py.model import CTRModel
+from models_py.pipeline import Prepared
+from models_py.registry import FeatureSpec
+
+EVAL_BATCH = 65_536
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    best_auc: float = -math.inf
+    best_step: int = 0
+    evals_since_best: int = 0
+    train_seconds: float = 0.0
+    samples_seen: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def pick_device(config: TrainConfig) -> torch.device:
+    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def build_model(spec: FeatureSpec, encoders: Encoders, config: TrainConfig) -> CTRModel:
+    slots = categorical_slots(spec, encoders)
+    names = [name for name, _ in slots]
+    user, item = spec.entity_column("user"), spec.entity_column("item")
+    return CTRModel(
+        cardinalities=[card for _, card in slots],
+        numeric_width=numeric_width(spec),
+        embedding_dim=config.embedding_dim,
+        hidden=config.hidden,
+        dropout=config.dropout,
+        interaction=config.interaction,
+        user_slot=names.index(user) if user in names else None,
+        item_slot=names.index(item) if item in names else None,
+    )
+
+
+@torch.inference_mode()
+def predict(model: CTRModel, data: Encoded, device: torch.device) -> np.ndarray:
+    """Click probabilities for every row, in large batches, without autograd."""
+    model.eval()
+    out = []
+    for start in range(0, len(data), EVAL_BATCH):
+        cat = data.categorical[start : start + EVAL_BATCH].to(device)
+        num = data.numeric[start : start + EVAL_BATCH].to(device)
+        out.append(torch.sigmoid(model(cat, num)).float().cpu())
+    model.train()
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+def _payload(
+    model: CTRModel,
+    optimizers: dict[str, torch.optim.Optimizer],
+    state: TrainState,
+    config: TrainConfig,
+    prepared_spec: FeatureSpec,
+    encoders: Encoders,
+) -> dict[str, Any]:
+    return {
+        "model": model.state_dict(),
+        "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+        "state": {k: v for k, v in state.__dict__.items()},
+        "config": config.to_dict(),
+        "spec": prepared_spec.to_dict(),
+        "encoders": encoders.to_dict(),
+        "rng": torch.get_rng_state(),
+    }
+
+
+def train(
+    config: TrainConfig,
+    data: Prepared,
+    run_dir: Path,
+    resume_from: dict[str, Any] | None = None,
+    progress: bool = True,
+    on_eval: Any = None,
+) -> tuple[CTRModel, TrainState]:
+    """Train until the step budget or early stopping; best.pt holds the best model."""
+    torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    device = pick_device(config)
+    model = build_model(data.spec, data.encoders, config).to(device)
+    optimizers: dict[str, torch.optim.Optimizer] = {
+        "dense": torch.optim.AdamW(
+            model.dense_parameters(), lr=config.lr, weight_decay=config.weight_decay
+        ),
+        "sparse": torch.optim.SparseAdam(model.sparse_parameters(), lr=config.embedding_lr),
+    }
+    state = TrainState()
+    if resume_from is not None:
+        model.load_state_dict(resume_from["model"])
+        for name, opt in optimizers.items():
+            opt.load_state_dict(resume_from["optimizers"][name])
+        state = TrainState(**resume_from["state"])
+        torch.set_rng_state(resume_from["rng"])
+
+    train_data = data.train.to(device)
+    validation = data.validation
+    y_val = validation.label.numpy()
+    n = len(train_data)
+    steps_per_epoch = max(1, math.ceil(n / config.batch_size))
+    total_steps = config.epochs * steps_per_epoch
+    if config.max_steps:
+        total_steps = min(total_steps, config.max_steps)
+    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
+    loss_fn = nn.BCEWithLogitsLoss()
+    permutation: torch.Tensor | None = None
+    permutation_epoch = -1
+
+    bar = tqdm(
+        total=total_steps,
+        initial=state.step,
+        disable=not progress,
+        unit="step",
+        desc="train",
+        dynamic_ncols=True,
+    )
+    running_loss = float("nan")
+    started = time.perf_counter()
+    while state.step < total_steps and not state.stopped_early:
+        epoch, position = divmod(state.step, steps_per_epoch)
+        if epoch != permutation_epoch:
+            generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
+            permutation = torch.randperm(n, generator=generator).to(device)
+            permutation_epoch = epoch
+        assert permutation is not None
+        rows = permutation[position * config.batch_size : (position + 1) * config.batch_size]
+        logits = model(train_data.categorical[rows], train_data.numeric[rows])
+        loss = loss_fn(logits, train_data.label[rows])
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for opt in optimizers.values():
+            opt.step()
+        state.step += 1
+        state.samples_seen += len(rows)
+        loss_value = float(loss.detach())
+        running_loss = (
+            loss_value if math.isnan(running_loss) else 0.98 * running_loss + 0.02 * loss_value
+        )
+        bar.update(1)
+
+        if state.step % eval_every == 0 or state.step == total_steps:
+            state.train_seconds += time.perf_counter() - started
+            val_auc = metrics.auc(y_val, predict(model, validation, device))
+            state.history.append(
+                {
+                    "step": state.step,
+                    "epoch": state.step / steps_per_epoch,
+                    "train_loss": running_loss,
+                    "val_auc": val_auc,
+                }
+            )
+            improved = val_auc > state.best_auc
+            if improved:
+                state.best_auc, state.best_step, state.evals_since_best = val_auc, state.step, 0
+            else:
+                state.evals_since_best += 1
+                state.stopped_early = state.evals_since_best >= config.patience
+            payload = _payload(model, optimizers, state, config, data.spec, data.encoders)
+            if improved:
+                checkpoint.save(payload, run_dir / checkpoint.BEST)
+            checkpoint.save(payload, run_dir / checkpoint.LAST)
+            bar.set_postfix(
+                loss=f"{running_loss:.4f}", val_auc=f"{val_auc:.4f}", best=f"{state.best_auc:.4f}"
+            )
+            if on_eval is not None:
+                on_eval(state.history[-1])
+            started = time.perf_counter()
+    bar.close()
+    return model, state

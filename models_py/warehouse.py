@@ -1,0 +1,107 @@
+"""Where the dbt-built tables live: the dbt target in profiles.yml, rendered as dbt does.
+
+Only what models_py needs: the engine, the warehouse file, the raw file, and a
+DB-API connection. SQLite is the embedded default; DuckDB reads the same models.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+
+from seeds_gen.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT_DIR_ENV = "RECSYS_PROJECT_DIR"
+PROFILE = "recsys"
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Warehouse:
+    target: str
+    kind: str  # sqlite | duckdb
+    path: Path  # the file dbt writes models into
+    raw_path: Path  # raw.db, the sources
+    schema: str
+    extension_directory: str | None = None
+
+    def connect(self, read_only: bool = True) -> Any:
+        if not self.path.exists():
+            raise UserError(
+                f"warehouse {self.path} not found: run `make features` (dbt build) first"
+            )
+        if self.kind == "sqlite":
+            uri = f"file:{self.path}?mode=ro" if read_only else f"file:{self.path}"
+            return sqlite3.connect(uri, uri=True)
+        import duckdb
+
+        config: dict[str, Any] = {"autoinstall_known_extensions": False}
+        if self.extension_directory:
+            config["extension_directory"] = self.extension_directory
+        return duckdb.connect(str(self.path), read_only=read_only, config=config)
+
+    def qualified(self, identifier: str) -> str:
+        """A validated, quoted table name; identifiers never come from users unchecked."""
+        return f"{quote_identifier(self.schema)}.{quote_identifier(identifier)}"
+
+
+def project_dir() -> Path:
+    """The dbt project whose manifest and profiles we read: $RECSYS_PROJECT_DIR or this repo."""
+    return Path(os.environ.get(PROJECT_DIR_ENV) or REPO)
+
+
+def quote_identifier(name: str) -> str:
+    if not IDENTIFIER.match(name):
+        raise UserError(f"refusing SQL identifier {name!r}: only letters, digits and _ allowed")
+    return f'"{name}"'
+
+
+def _render(value: Any) -> Any:
+    """Render the Jinja in a profile value the way dbt does for env_var()."""
+    if isinstance(value, dict):
+        return {k: _render(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_render(v) for v in value]
+    if isinstance(value, str) and "{{" in value:
+
+        def env_var(name: str, default: str | None = None) -> str:
+            if name in os.environ:
+                return os.environ[name]
+            if default is None:
+                raise UserError(f"profiles.yml needs environment variable {name}")
+            return default
+
+        return jinja2.Template(value).render(env_var=env_var)
+    return value
+
+
+def load_warehouse(target: str | None = None, profiles_dir: Path | None = None) -> Warehouse:
+    """The warehouse of ``target`` (default: the profile's, i.e. $RECSYS_TARGET or sqlite)."""
+    path = (profiles_dir or project_dir()) / "profiles.yml"
+    try:
+        profile = yaml.safe_load(path.read_text())[PROFILE]
+    except FileNotFoundError:
+        raise UserError(f"{path} not found: run from the repository root") from None
+    target = target or _render(profile["target"])
+    outputs = profile["outputs"]
+    if target not in outputs:
+        raise UserError(f"unknown dbt target {target!r} (profiles.yml has: {', '.join(outputs)})")
+    out = _render(outputs[target])
+    if out["type"] == "sqlite":
+        paths = out["schemas_and_paths"]
+        return Warehouse(target, "sqlite", Path(paths["main"]), Path(paths["raw"]), "main")
+    if out["type"] == "duckdb":
+        raw = next(a["path"] for a in out.get("attach", []) if a.get("alias") == "raw")
+        ext = out.get("config_options", {}).get("extension_directory")
+        return Warehouse(target, "duckdb", Path(out["path"]), Path(raw), "main", ext)
+    raise UserError(
+        f"dbt target {target!r} has type {out['type']!r}; models_py reads sqlite and duckdb targets"
+    )
