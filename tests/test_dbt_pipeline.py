@@ -28,19 +28,25 @@ def _run_results(project: Path) -> dict[str, str]:
 
 def test_build_passes_and_every_staged_impression_has_features(built_world):
     wh = built_world / "warehouse.db"
-    counts = _query(wh, """
+    counts = _query(
+        wh,
+        """
         select (select count(*) from stg_interactions) as staged,
                (select count(*) from fct_impression_features) as features,
-               (select count(*) from rejected_interactions) as rejected""")
+               (select count(*) from rejected_interactions) as rejected""",
+    )
     assert counts.staged[0] == counts.features[0] == 20_000
     assert counts.rejected[0] == 0
 
 
 def test_features_count_only_strictly_earlier_events(built_world):
     """Recompute every prior count in pandas, same-second events excluded."""
-    f = _query(built_world / "warehouse.db", """
+    f = _query(
+        built_world / "warehouse.db",
+        """
         select f.*, i.category as item_category from fct_impression_features f
-        join stg_items i on i.item_id = f.item_id""")
+        join stg_items i on i.item_id = f.item_id""",
+    )
     ties = f.duplicated(["user_id", "event_ts"], keep=False).sum()
     assert ties > 0, "the test world must hold same-second events to be meaningful"
 
@@ -50,8 +56,11 @@ def test_features_count_only_strictly_earlier_events(built_world):
         joined = f.join(cum, on=[*keys, "event_ts"])
         return joined["size"].to_numpy(), joined["sum"].to_numpy()
 
-    for keys, prefix in ((["user_id"], "user"), (["item_id"], "item"),
-                         (["user_id", "item_category"], "user_category")):
+    for keys, prefix in (
+        (["user_id"], "user"),
+        (["item_id"], "item"),
+        (["user_id", "item_category"], "user_category"),
+    ):
         impressions, clicks = prior(keys)
         np.testing.assert_array_equal(f[f"{prefix}_prior_impressions"], impressions)
         np.testing.assert_array_equal(f[f"{prefix}_prior_clicks"], clicks)
@@ -63,10 +72,13 @@ def test_features_count_only_strictly_earlier_events(built_world):
 
 
 def test_smoothed_ctr_follows_the_formula_with_a_non_leaking_prior(built_world):
-    f = _query(built_world / "warehouse.db", """
+    f = _query(
+        built_world / "warehouse.db",
+        """
         select f.*, h.global_prior_impressions, h.global_prior_clicks
         from fct_impression_features f
-        join int_impression_history h on h.interaction_id = f.interaction_id""")
+        join int_impression_history h on h.interaction_id = f.interaction_id""",
+    )
     m, prior0 = 20, 0.05
     prior = (f.global_prior_clicks + m * prior0) / (f.global_prior_impressions + m)
     expected = (f.user_prior_clicks + m * prior) / (f.user_prior_impressions + m)
@@ -96,7 +108,9 @@ def _inject(raw: Path, rows: list[tuple]) -> None:
     with sqlite3.connect(raw) as conn:
         conn.executemany(
             "insert into interactions (interaction_id, user_id, item_id, event_ts, clicked, "
-            "position) values (?, ?, ?, ?, ?, 1)", [r[:5] for r in rows])
+            "position) values (?, ?, ?, ?, ?, 1)",
+            [r[:5] for r in rows],
+        )
 
 
 def test_bad_rows_are_quarantined_with_their_reason_and_nothing_is_lost(tmp_path):
@@ -104,9 +118,11 @@ def test_bad_rows_are_quarantined_with_their_reason_and_nothing_is_lost(tmp_path
     raw = tmp_path / "raw.db"
     _inject(raw, BAD_ROWS)
     with sqlite3.connect(raw) as conn:  # a duplicate of an existing id, later in time
-        conn.execute("insert into interactions select interaction_id, user_id, item_id, "
-                     "event_ts + 10, 1 - clicked, position from interactions "
-                     "where interaction_id = 17")
+        conn.execute(
+            "insert into interactions select interaction_id, user_id, item_id, "
+            "event_ts + 10, 1 - clicked, position from interactions "
+            "where interaction_id = 17"
+        )
         n_raw = conn.execute("select count(*) from interactions").fetchone()[0]
     result = dbt(["build"], tmp_path)
     assert "WARN" in result.stdout  # any rejection warns, the build still passes
@@ -124,15 +140,17 @@ def test_bad_rows_are_quarantined_with_their_reason_and_nothing_is_lost(tmp_path
     kept = staged[staged.interaction_id == 17]
     assert len(kept) == 1, "the first copy of a duplicated id is kept"
     with sqlite3.connect(raw) as conn:
-        first_ts = conn.execute("select min(event_ts) from interactions "
-                                "where interaction_id = 17").fetchone()[0]
+        first_ts = conn.execute(
+            "select min(event_ts) from interactions where interaction_id = 17"
+        ).fetchone()[0]
     assert kept.event_ts.iloc[0] == first_ts
 
 
 def test_rejected_share_above_the_limit_fails_the_build(tmp_path):
     generate(tmp_path, impressions=3000, users=100, items=50, seed=4)
-    _inject(tmp_path / "raw.db",
-            [(800000 + i, 999999, 1, 1704100000, 0, "") for i in range(40)])  # 1.3%
+    _inject(
+        tmp_path / "raw.db", [(800000 + i, 999999, 1, 1704100000, 0, "") for i in range(40)]
+    )  # 1.3%
     result = dbt(["build"], tmp_path, check=False)
     assert result.returncode != 0
     assert "assert_rejected_share_within_limit" in result.stdout
@@ -149,15 +167,16 @@ def test_a_failing_rebuild_keeps_the_last_good_feature_table(tmp_path):
 
     mart = project / "dbt_project" / "models" / "marts" / "fct_impression_features.sql"
     mart.write_text(mart.read_text().replace("users.age_band,", "users.no_such_column,"))
-    failed = dbt(["run", "-s", "fct_impression_features"], data, project_dir=project,
-                 check=False)
+    failed = dbt(["run", "-s", "fct_impression_features"], data, project_dir=project, check=False)
     assert failed.returncode != 0
     assert _run_results(project)["fct_impression_features"] == "error"
 
     after = _query(data / "warehouse.db", "select * from fct_impression_features")
     pd.testing.assert_frame_equal(before, after)
-    leftovers = _query(data / "warehouse.db", "select name from sqlite_master "
-                       "where name like '%__dbt_new' or name like '%__dbt_backup'")
+    leftovers = _query(
+        data / "warehouse.db",
+        "select name from sqlite_master where name like '%__dbt_new' or name like '%__dbt_backup'",
+    )
     assert leftovers.empty
 
 
@@ -167,16 +186,20 @@ def test_duckdb_target_builds_the_same_features(built_world):
     import duckdb
 
     with duckdb.connect(str(built_world / "warehouse.duckdb"), read_only=True) as conn:
-        duck = conn.execute("select * from main.fct_impression_features "
-                            "order by interaction_id").df()
-    lite = _query(built_world / "warehouse.db",
-                  "select * from fct_impression_features order by interaction_id")
+        duck = conn.execute(
+            "select * from main.fct_impression_features order by interaction_id"
+        ).df()
+    lite = _query(
+        built_world / "warehouse.db",
+        "select * from fct_impression_features order by interaction_id",
+    )
     assert list(duck.columns) == list(lite.columns)
     assert len(duck) == len(lite)
     for column in lite.columns:
         left, right = lite[column], duck[column]
         if pd.api.types.is_numeric_dtype(left) and pd.api.types.is_numeric_dtype(right):
-            np.testing.assert_allclose(left.astype(float), right.astype(float), rtol=1e-9,
-                                       atol=1e-9, err_msg=column)
+            np.testing.assert_allclose(
+                left.astype(float), right.astype(float), rtol=1e-9, atol=1e-9, err_msg=column
+            )
         else:
             assert left.astype(str).tolist() == right.astype(str).tolist(), column

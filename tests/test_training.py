@@ -1,0 +1,318 @@
+"""models_py end to end through dbt on SQLite: train, evaluate, resume, refuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models_py import checkpoint
+from models_py.config import TrainConfig
+from models_py.data import encode_category, time_split
+from models_py.pipeline import prepare
+from models_py.train import build_model, train
+from tests.conftest import BIN, copy_project, dbt, generate, run_cli
+
+FAST = ["--epochs", "1", "--batch-size", "512", "--quiet"]
+
+
+def recsys(args: list[str], data_dir: Path, check: bool = True, **env: str):
+    return run_cli([str(BIN / "recsys"), *args], data_dir, check=check, **env)
+
+
+@pytest.fixture(scope="module")
+def trained_run(built_world) -> Path:
+    recsys(["train", *FAST], built_world)
+    return (built_world / "runs" / "latest").resolve()
+
+
+def test_train_writes_a_complete_run_directory(trained_run):
+    for name in (
+        "config.json",
+        "best.pt",
+        "last.pt",
+        "metrics.json",
+        "report.md",
+        "roc.png",
+        "calibration.png",
+        "learning_curve.png",
+    ):
+        assert (trained_run / name).exists(), name
+    m = json.loads((trained_run / "metrics.json").read_text())
+    for key in ("auc", "logloss", "pr_auc", "ne", "calibration", "ece", "gauc"):
+        assert np.isfinite(m["test"][key]), key
+    assert m["test"]["cold"]["rows"] + m["test"]["warm"]["rows"] == m["test"]["rows"]
+    for name in ("logistic_regression", "gbdt"):
+        assert 0.5 < m["baselines"][name]["auc"] < 1
+    assert m["oracle"]["auc"] > m["oracle_nonpersonal"]["auc"]
+    assert m["train"]["samples_per_s"] > 0 and m["train"]["best_step"] >= 1
+    assert m["test"]["auc"] > 0.6, "the model learns something on a learnable world"
+
+
+def test_evaluate_reproduces_the_train_time_metrics(built_world, trained_run):
+    before = json.loads((trained_run / "metrics.json").read_text())
+    result = recsys(["evaluate", "--run", str(trained_run)], built_world)
+    assert "AUC" in result.stdout
+    after = json.loads((trained_run / "metrics.json").read_text())
+    for key in ("auc", "logloss", "gauc", "calibration"):
+        assert after["test"][key] == pytest.approx(before["test"][key], abs=1e-9), key
+    assert after["baselines"]["gbdt"]["auc"] == pytest.approx(before["baselines"]["gbdt"]["auc"])
+
+
+def test_unseen_ids_map_to_slot_zero_and_still_score(built_world, trained_run):
+    payload = checkpoint.load(trained_run / "best.pt")
+    vocab = payload["encoders"]["vocabularies"]["user_id"]
+    codes = encode_category(np.array([vocab[0], 10**9, None], dtype=object), vocab)
+    assert codes.tolist() == [1, 0, 0]
+
+    os.environ["RECSYS_DATA_DIR"] = str(built_world)
+    try:
+        config = TrainConfig.from_dict(payload["config"])
+        from models_py.data import Encoders
+        from models_py.registry import FeatureSpec
+
+        data = prepare(
+            config,
+            encoders=Encoders.from_dict(payload["encoders"]),
+            spec=FeatureSpec.from_dict(payload["spec"]),
+        )
+    finally:
+        del os.environ["RECSYS_DATA_DIR"]
+    model = build_model(data.spec, data.encoders, config)
+    model.load_state_dict(payload["model"])
+    cold = data.test.categorical[:50].clone()
+    cold[:, :2] = 0  # user and item never seen
+    scores = model(cold, data.test.numeric[:50]).detach()
+    assert torch.isfinite(scores).all()
+
+
+def _small_config(**overrides) -> TrainConfig:
+    base = {
+        "epochs": 1,
+        "batch_size": 256,
+        "evals_per_epoch": 6,
+        "patience": 100,
+        "baseline_max_rows": 1000,
+    }
+    return TrainConfig.from_dict({**base, **overrides})
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_resume_after_an_interruption_ends_exactly_like_an_uninterrupted_run(
+    built_world, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(built_world))
+    config = _small_config(max_steps=60)
+    data = prepare(config)
+
+    full_dir = tmp_path / "full"
+    full_dir.mkdir()
+    _, full = train(config, data, full_dir, progress=False)
+
+    cut_dir = tmp_path / "cut"
+    cut_dir.mkdir()
+    evals = []
+
+    def kill_after_second_eval(entry):
+        evals.append(entry)
+        if len(evals) == 2:
+            raise _Killed
+
+    with pytest.raises(_Killed):
+        train(config, data, cut_dir, progress=False, on_eval=kill_after_second_eval)
+    last = checkpoint.load(cut_dir / checkpoint.LAST)
+    assert 0 < last["state"]["step"] < full.step
+    _, resumed = train(config, data, cut_dir, resume_from=last, progress=False)
+
+    assert resumed.step == full.step
+    assert resumed.best_step == full.best_step
+    assert resumed.best_auc == pytest.approx(full.best_auc, abs=1e-6)
+    for a, b in zip(resumed.history, full.history, strict=True):
+        assert a["val_auc"] == pytest.approx(b["val_auc"], abs=1e-6)
+    best_full = checkpoint.load(full_dir / checkpoint.BEST)["model"]
+    best_resumed = checkpoint.load(cut_dir / checkpoint.BEST)["model"]
+    for key, tensor in best_full.items():
+        torch.testing.assert_close(best_resumed[key], tensor, atol=1e-6, rtol=0)
+
+
+def test_resume_from_the_cli_continues_the_run(built_world, tmp_path):
+    data = tmp_path / "world"
+    shutil.copytree(built_world, data, ignore=shutil.ignore_patterns("runs", "cache"))
+    recsys(["train", "--max-steps", "12", "--batch-size", "256", "--no-baselines", "--quiet"], data)
+    run = (data / "runs" / "latest").resolve()
+    done = checkpoint.load(run / checkpoint.LAST)["state"]["step"]
+    assert done == 12
+    cfg = json.loads((run / "config.json").read_text())["config"]
+    assert cfg["max_steps"] == 12
+    result = recsys(["train", "--resume", str(run), "--no-baselines", "--quiet"], data)
+    assert "resuming" in result.stdout and "at step 12" in result.stdout
+
+
+def test_training_refuses_stale_failed_or_missing_features(built_world, tmp_path):
+    data = tmp_path / "world"
+    shutil.copytree(built_world, data, ignore=shutil.ignore_patterns("runs", "cache"))
+    raw = data / "raw.db"
+    future = time.time() + 5
+    os.utime(raw, (future, future))
+    stale = recsys(["train", *FAST], data, check=False)
+    assert stale.returncode == 2
+    assert "changed after the features were built" in stale.stderr
+    assert "make features" in stale.stderr and "Traceback" not in stale.stderr
+
+    (data / "warehouse.db").unlink()
+    missing = recsys(["train", *FAST], data, check=False)
+    assert missing.returncode == 2 and "not found" in missing.stderr
+
+
+def test_training_refuses_features_whose_last_dbt_run_failed(tmp_path):
+    project = copy_project(tmp_path / "project")
+    data = tmp_path / "data"
+    generate(data, impressions=3000, users=100, items=50, seed=8)
+    dbt(["build"], data, project_dir=project)
+    test_sql = project / "dbt_project" / "tests" / "assert_always_fails.sql"
+    test_sql.write_text("select 1 as failing_row\n")
+    dbt(["test"], data, project_dir=project, check=False)
+    result = recsys(["train", *FAST], data, check=False, RECSYS_PROJECT_DIR=str(project))
+    assert result.returncode == 2
+    assert "the last dbt run recorded failures (assert_always_fails)" in result.stderr
+
+
+def test_a_feature_added_in_sql_and_yaml_reaches_the_model(tmp_path):
+    project = copy_project(tmp_path / "project")
+    data = tmp_path / "data"
+    generate(data, impressions=4000, users=150, items=60, seed=9)
+    marts = project / "dbt_project" / "models" / "marts"
+    sql = marts / "fct_impression_features.sql"
+    sql.write_text(
+        sql.read_text().replace(
+            "        impressions.position,\n",
+            "        impressions.position,\n"
+            "        cast(impressions.event_ts % 86400 as double) / 3600.0 as hour_of_day,\n",
+        )
+    )
+    yml = marts / "_marts.yml"
+    yml.write_text(
+        yml.read_text().replace(
+            "      - name: age_band\n",
+            "      - name: hour_of_day\n"
+            "        description: Hour of the day of the impression (UTC).\n"
+            "        meta: {role: feature, type: numeric, group: context_time}\n"
+            "      - name: age_band\n",
+        )
+    )
+    dbt(["build"], data, project_dir=project)
+    recsys(["train", *FAST, "--no-baselines"], data, RECSYS_PROJECT_DIR=str(project))
+    run = (data / "runs" / "latest").resolve()
+    features = json.loads((run / "metrics.json").read_text())["features"]
+    assert "hour_of_day" in features
+    spec = checkpoint.load(run / "best.pt")["spec"]
+    assert {"name": "hour_of_day", "group": "context_time"}.items() <= next(
+        f for f in spec["features"] if f["name"] == "hour_of_day"
+    ).items()
+
+
+def test_permuted_labels_give_chance_auc(tmp_path):
+    """The leak detector: with labels shuffled before dbt builds features, nothing
+    in the features can predict them, so test AUC must sit at 0.5."""
+    generate(tmp_path, impressions=100_000, users=3000, items=800, seed=12)
+    raw = tmp_path / "raw.db"
+    with sqlite3.connect(raw) as conn:
+        rows = conn.execute("select interaction_id, clicked from interactions").fetchall()
+        labels = np.array([r[1] for r in rows])
+        shuffled = np.random.default_rng(0).permutation(labels)
+        conn.executemany(
+            "update interactions set clicked = ? where interaction_id = ?",
+            [(int(c), r[0]) for c, r in zip(shuffled, rows, strict=True)],
+        )
+    dbt(["build"], tmp_path)
+    recsys(["train", "--epochs", "1", "--quiet", "--no-baselines"], tmp_path)
+    m = json.loads(((tmp_path / "runs" / "latest") / "metrics.json").read_text())
+    assert abs(m["test"]["auc"] - 0.5) <= 0.03, m["test"]["auc"]
+
+
+def test_time_split_puts_no_later_row_in_an_earlier_split():
+    ts = np.array([5, 1, 3, 3, 3, 9, 7, 7, 2, 8, 4, 6])
+    split = time_split(ts, (0.5, 0.25, 0.25))
+    assert ts[split.train].max() < ts[split.validation].min()
+    assert ts[split.validation].max() < ts[split.test].min()
+    assert len(split.train) + len(split.validation) + len(split.test) == len(ts)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ('{"epochs": 1, "colour": "red"}', "unknown key 'colour'"),
+        ('{"epochs": "three"}', "epochs must be int, got str 'three'"),
+        ('{"lr": -0.1}', "lr must be > 0, got -0.1"),
+        ('{"batch_size": 0}', "batch_size must be >= 1, got 0"),
+        ("[1, 2]", "must hold a JSON object"),
+        ("{not json", "is not valid JSON"),
+    ],
+)
+def test_bad_config_files_give_one_line_and_exit_2(tmp_path, content, message):
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    result = recsys(["train", "--config", str(path)], tmp_path, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--batch-size", "0"], "batch_size must be >= 1, got 0"),
+        (["--lr", "-1"], "lr must be > 0, got -1.0"),
+        (["--negative-rate", "1.5"], "negative_rate must be in (0, 1], got 1.5"),
+        (["--interaction", "magic"], "interaction must be one of none, dot, fm, got 'magic'"),
+        (["--epochs", "x"], "invalid int value: 'x'"),
+    ],
+)
+def test_bad_options_name_the_value(tmp_path, args, message):
+    result = recsys(["train", *args], tmp_path, check=False)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_corrupt_checkpoint_is_refused_with_one_line(built_world, trained_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    data = (run / "best.pt").read_bytes()
+    (run / "best.pt").write_bytes(data[: len(data) // 2])
+    result = recsys(["evaluate", "--run", str(run)], built_world, check=False)
+    assert result.returncode == 2
+    assert "is corrupt or truncated" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_pickled_code_in_a_checkpoint_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Payload(), "config": {}}, path)
+    from seeds_gen.errors import UserError
+
+    with pytest.raises(UserError, match="refused"):
+        checkpoint.load(path)
+    assert not marker.exists()
+
+
+def test_help_does_not_import_torch():
+    code = (
+        "import sys; from models_py.cli import build_parser; build_parser(); "
+        "assert 'torch' not in sys.modules"
+    )
+    run_cli([sys.executable, "-c", code], Path("."))
