@@ -22,7 +22,7 @@ INTERACTIONS = ("none", "dot", "fm")
 class TrainConfig:
     # data
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    min_count: int = 2  # ids seen fewer times in train share the "unseen" slot 0
+    min_count: int = 20  # values seen fewer times in train share the "unseen" slot 0
     numeric_buckets: int = 16  # quantile buckets per numeric feature, embedded; 0 = off
     drop_groups: list[str] = field(default_factory=list)
     negative_rate: float = 1.0  # keep each negative training row with this probability
@@ -34,7 +34,7 @@ class TrainConfig:
     # optimisation
     batch_size: int = 2048
     lr: float = 2e-3
-    embedding_lr: float = 1e-2
+    embedding_lr: float = 1e-3
     weight_decay: float = 1e-5
     epochs: int = 2
     evals_per_epoch: int = 4
