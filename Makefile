@@ -53,7 +53,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check seeds_gen models_py tests
 	$(BIN)/ruff format --check seeds_gen models_py tests
-	$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests dbt_project/macros
+	$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests
 
 clean:
 	rm -rf target logs .pytest_cache .ruff_cache

@@ -203,3 +203,11 @@ def test_duckdb_target_builds_the_same_features(built_world):
             )
         else:
             assert left.astype(str).tolist() == right.astype(str).tolist(), column
+
+
+def test_docs_generate_describes_the_feature_mart(built_world):
+    dbt(["docs", "generate"], built_world)
+    catalog = json.loads((Path(__file__).resolve().parents[1] / "target" / "catalog.json")
+                         .read_text())
+    node = catalog["nodes"]["model.recsys.fct_impression_features"]
+    assert "user_ctr" in {c.lower() for c in node["columns"]}

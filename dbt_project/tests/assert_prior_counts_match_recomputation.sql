@@ -12,7 +12,12 @@ features as (
 
 impressions as (
 
-    select interaction_id, user_id, item_id, event_ts, clicked
+    select
+        interaction_id,
+        user_id,
+        item_id,
+        event_ts,
+        clicked
     from {{ ref('stg_interactions') }}
 
 ),
@@ -30,9 +35,11 @@ sample as (
 
     select features.*
     from features
-    where features.interaction_id % 4999 = 1
+    where
+        features.interaction_id % 4999 = 1
         or features.interaction_id in (
-            select interaction_id from same_second_rows where interaction_id % 29 = 0
+            select same_second_rows.interaction_id from same_second_rows
+            where same_second_rows.interaction_id % 29 = 0
         )
 
 ),
@@ -45,7 +52,7 @@ user_recomputed as (
         coalesce(sum(earlier.clicked), 0) as user_prior_clicks
     from sample
     left join impressions as earlier
-        on earlier.user_id = sample.user_id and earlier.event_ts < sample.event_ts
+        on sample.user_id = earlier.user_id and sample.event_ts > earlier.event_ts
     group by sample.interaction_id
 
 ),
@@ -58,7 +65,7 @@ item_recomputed as (
         coalesce(sum(earlier.clicked), 0) as item_prior_clicks
     from sample
     left join impressions as earlier
-        on earlier.item_id = sample.item_id and earlier.event_ts < sample.event_ts
+        on sample.item_id = earlier.item_id and sample.event_ts > earlier.event_ts
     group by sample.interaction_id
 
 ),
@@ -78,7 +85,8 @@ mismatches as (
     from sample
     inner join user_recomputed on sample.interaction_id = user_recomputed.interaction_id
     inner join item_recomputed on sample.interaction_id = item_recomputed.interaction_id
-    where sample.user_prior_impressions != user_recomputed.user_prior_impressions
+    where
+        sample.user_prior_impressions != user_recomputed.user_prior_impressions
         or sample.user_prior_clicks != user_recomputed.user_prior_clicks
         or sample.item_prior_impressions != item_recomputed.item_prior_impressions
         or sample.item_prior_clicks != item_recomputed.item_prior_clicks

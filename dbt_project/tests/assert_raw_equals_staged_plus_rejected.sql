@@ -4,21 +4,27 @@ with
 
 raw_rows as (
 
-    select {{ as_text('interaction_id') }} as interaction_id, 1 as delta
+    select
+        {{ as_text('interaction_id') }} as interaction_id,
+        1 as delta
     from {{ source('raw', 'interactions') }}
 
 ),
 
 staged_rows as (
 
-    select {{ as_text('interaction_id') }} as interaction_id, -1 as delta
+    select
+        {{ as_text('interaction_id') }} as interaction_id,
+        -1 as delta
     from {{ ref('stg_interactions') }}
 
 ),
 
 rejected_rows as (
 
-    select interaction_id, -1 as delta
+    select
+        interaction_id,
+        -1 as delta
     from {{ ref('rejected_interactions') }}
 
 ),

@@ -17,7 +17,10 @@ impressions as (
 
 items as (
 
-    select item_id, category from {{ ref('stg_items') }}
+    select
+        item_id,
+        category
+    from {{ ref('stg_items') }}
 
 ),
 
