@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--run", help="run directory (default: runs/latest)")
     evaluate.add_argument("--no-baselines", action="store_true")
     evaluate.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
+    ablate = sub.add_parser("ablate", help="test AUC with each feature group left out")
+    ablate.add_argument("--config", help="JSON file with TrainConfig keys")
+    ablate.add_argument("--quiet", action="store_true", help="no progress bars")
+    ablate.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
+    _add_training_options(ablate)
     return parser
 
 
@@ -162,7 +167,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {run_dir}/metrics.json and report.md")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate}
+def cmd_ablate(args: argparse.Namespace) -> None:
+    from models_py.ablation import ablate
+    from models_py.config import load_config
+
+    config = load_config(args.config).with_overrides(**_overrides(args))
+    run_dir, rows = ablate(config, progress=not args.quiet, target=args.target)
+    for row in rows:
+        print(f"{row['group']:>24}  AUC {row['test_auc']:.4f}  delta {row['delta_vs_all']:+.4f}")
+    print(f"wrote {run_dir}/ (ablation.csv, ablation.md, ablation.png)")
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ablate": cmd_ablate}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

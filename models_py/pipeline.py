@@ -67,6 +67,19 @@ def prepare(
     split = time_split(frame.columns[spec.time_column], tuple(config.split_fractions))
     labels = frame.columns[spec.label_column]
     train_rows = downsample_negatives(split.train, labels, config.negative_rate, config.seed)
+    return with_inputs(warehouse, spec, frame, split, train_rows, config, encoders)
+
+
+def with_inputs(
+    warehouse: Warehouse,
+    spec: FeatureSpec,
+    frame: FeatureFrame,
+    split: Split,
+    train_rows: np.ndarray,
+    config: TrainConfig,
+    encoders: Encoders | None = None,
+) -> Prepared:
+    """Encode the three splits for ``spec``, fitting encoders on train unless given."""
     if encoders is None:
         encoders = fit_encoders(frame, spec, split.train, config.min_count, config.numeric_buckets)
 

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models_py.warehouse import Warehouse, project_dir, quote_identifier
+from models_py.warehouse import Warehouse, quote_identifier, target_dir
 from seeds_gen.errors import UserError
 
 FEATURE_MODEL = "fct_impression_features"
@@ -100,9 +100,9 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         ) from None
 
 
-def load_spec(project: Path | None = None, model: str = FEATURE_MODEL) -> FeatureSpec:
+def load_spec(model: str = FEATURE_MODEL) -> FeatureSpec:
     """Read the feature spec of ``model`` from ``target/manifest.json``."""
-    manifest = _read_json((project or project_dir()) / "target" / "manifest.json", "manifest")
+    manifest = _read_json(target_dir() / "manifest.json", "manifest")
     node = next(
         (
             n
@@ -170,11 +170,9 @@ def _feature(model: str, name: str, meta: dict[str, Any]) -> FeatureColumn:
     return FeatureColumn(name, kind, group, entity, transform, bool(meta.get("nullable")))
 
 
-def check_features_ready(
-    warehouse: Warehouse, spec: FeatureSpec, project: Path | None = None
-) -> str:
+def check_features_ready(warehouse: Warehouse, spec: FeatureSpec) -> str:
     """Refuse missing, failed or stale features; return the build id of the table."""
-    results = _read_json((project or project_dir()) / "target" / "run_results.json", "run results")
+    results = _read_json(target_dir() / "run_results.json", "run results")
     failed = [
         r.get("unique_id", "?")
         for r in results.get("results", [])

@@ -58,6 +58,15 @@ def project_dir() -> Path:
     return Path(os.environ.get(PROJECT_DIR_ENV) or REPO)
 
 
+def target_dir() -> Path:
+    """dbt's artifacts folder: $DBT_TARGET_PATH (as dbt honours it) or <project>/target."""
+    configured = os.environ.get("DBT_TARGET_PATH")
+    if not configured:
+        return project_dir() / "target"
+    path = Path(configured)
+    return path if path.is_absolute() else project_dir() / path
+
+
 def quote_identifier(name: str) -> str:
     if not IDENTIFIER.match(name):
         raise UserError(f"refusing SQL identifier {name!r}: only letters, digits and _ allowed")

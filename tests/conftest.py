@@ -6,12 +6,17 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+# dbt and models_py both honour DBT_TARGET_PATH: the tests keep their manifests
+# and run results out of the repository's target/, which belongs to the user.
+os.environ.setdefault("DBT_TARGET_PATH", tempfile.mkdtemp(prefix="recsys-dbt-target-"))
 
 
 def run_cli(args: list[str], data_dir: Path, check: bool = True, **env: str):

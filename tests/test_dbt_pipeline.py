@@ -4,6 +4,7 @@ point-in-time features, safe rebuilds, portability."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -21,8 +22,8 @@ def _query(db: Path, sql: str, attach_raw: Path | None = None) -> pd.DataFrame:
         return pd.read_sql(sql, conn)
 
 
-def _run_results(project: Path) -> dict[str, str]:
-    results = json.loads((project / "target" / "run_results.json").read_text())
+def _run_results() -> dict[str, str]:
+    results = json.loads((Path(os.environ["DBT_TARGET_PATH"]) / "run_results.json").read_text())
     return {r["unique_id"].split(".")[-1]: r["status"] for r in results["results"]}
 
 
@@ -169,7 +170,7 @@ def test_a_failing_rebuild_keeps_the_last_good_feature_table(tmp_path):
     mart.write_text(mart.read_text().replace("users.age_band,", "users.no_such_column,"))
     failed = dbt(["run", "-s", "fct_impression_features"], data, project_dir=project, check=False)
     assert failed.returncode != 0
-    assert _run_results(project)["fct_impression_features"] == "error"
+    assert _run_results()["fct_impression_features"] == "error"
 
     after = _query(data / "warehouse.db", "select * from fct_impression_features")
     pd.testing.assert_frame_equal(before, after)
@@ -207,7 +208,6 @@ def test_duckdb_target_builds_the_same_features(built_world):
 
 def test_docs_generate_describes_the_feature_mart(built_world):
     dbt(["docs", "generate"], built_world)
-    catalog = json.loads((Path(__file__).resolve().parents[1] / "target" / "catalog.json")
-                         .read_text())
+    catalog = json.loads((Path(os.environ["DBT_TARGET_PATH"]) / "catalog.json").read_text())
     node = catalog["nodes"]["model.recsys.fct_impression_features"]
     assert "user_ctr" in {c.lower() for c in node["columns"]}

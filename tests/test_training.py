@@ -221,6 +221,14 @@ def test_a_feature_added_in_sql_and_yaml_reaches_the_model(tmp_path):
         f for f in spec["features"] if f["name"] == "hour_of_day"
     ).items()
 
+    # ...and ablation finds the analyst's new group with no Python change.
+    recsys(["ablate", "--max-steps", "4", "--batch-size", "256", "--quiet"], data,
+           RECSYS_PROJECT_DIR=str(project))
+    ablation = next((data / "runs").glob("ablation-*"))
+    table = (ablation / "ablation.csv").read_text()
+    assert "context_time" in table and "user_history" in table
+    assert (ablation / "ablation.md").exists() and (ablation / "ablation.png").exists()
+
 
 def test_permuted_labels_give_chance_auc(tmp_path):
     """The leak detector: with labels shuffled before dbt builds features, nothing
