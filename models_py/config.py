@@ -27,12 +27,12 @@ class TrainConfig:
     drop_groups: list[str] = field(default_factory=list)
     negative_rate: float = 1.0  # keep each negative training row with this probability
     # model
-    embedding_dim: int = 16
-    hidden: list[int] = field(default_factory=lambda: [256, 128])
+    embedding_dim: int = 8
+    hidden: list[int] = field(default_factory=lambda: [64, 32])
     dropout: float = 0.1
     interaction: str = "dot"  # none | dot (user . item) | fm (all pairs)
     # optimisation
-    batch_size: int = 2048
+    batch_size: int = 4096
     lr: float = 2e-3
     embedding_lr: float = 1e-3
     weight_decay: float = 1e-5
