@@ -22,7 +22,7 @@ SEED ?= 42
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data features train evaluate all test lint clean
+.PHONY: setup data features train evaluate all ablate bench test lint clean
 
 setup: $(STAMP)
 
@@ -46,6 +46,13 @@ evaluate: setup
 	$(BIN)/recsys evaluate
 
 all: data features train evaluate
+
+ablate: setup
+	$(BIN)/recsys ablate $(TRAIN_ARGS)
+
+BENCH_SIZES ?= 1000000
+bench: setup
+	$(BIN)/python -m models_py.bench --sizes $(BENCH_SIZES)
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)

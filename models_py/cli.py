@@ -68,6 +68,27 @@ def build_parser() -> argparse.ArgumentParser:
     ablate.add_argument("--quiet", action="store_true", help="no progress bars")
     ablate.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
     _add_training_options(ablate)
+
+    rec = sub.add_parser("recommend", help="top items for one user from the best checkpoint")
+    rec.add_argument("--user", required=True, help="user id (an integer)")
+    rec.add_argument("-k", type=int, default=10, help="how many items (default 10)")
+    rec.add_argument(
+        "--include-clicked", action="store_true", help="keep items the user already clicked"
+    )
+    rec.add_argument("--run", help="run directory (default: runs/latest)")
+    rec.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
+
+    score = sub.add_parser("score", help="write top-K lists for every user to `predictions`")
+    score.add_argument("-k", type=int, default=10, help="list length per user (default 10)")
+    score.add_argument(
+        "--candidates",
+        type=int,
+        default=200,
+        help="most popular recent items scored per user (default 200)",
+    )
+    score.add_argument("--run", help="run directory (default: runs/latest)")
+    score.add_argument("--quiet", action="store_true", help="no progress bar")
+    score.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
     return parser
 
 
@@ -178,7 +199,50 @@ def cmd_ablate(args: argparse.Namespace) -> None:
     print(f"wrote {run_dir}/ (ablation.csv, ablation.md, ablation.png)")
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "ablate": cmd_ablate}
+def _user_id(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--user must be an integer user id, got {text!r}") from None
+
+
+def cmd_recommend(args: argparse.Namespace) -> None:
+    from models_py.serving import load_scorer, recommend
+
+    user_id = _user_id(args.user)
+    if args.k < 1:
+        raise UserError(f"-k must be >= 1, got {args.k}")
+    scorer = load_scorer(args.run, args.target)
+    top, cold = recommend(scorer, user_id, args.k, args.include_clicked)
+    if cold:
+        print(f"notice: user {user_id} is unknown; showing a cold-start ranking")
+    print(f"{'rank':>4}  {'item_id':>8}  {'score':>8}  category")
+    for rank, row in enumerate(top.itertuples(index=False), start=1):
+        print(f"{rank:>4}  {row.item_id:>8}  {row.score:8.4f}  {getattr(row, 'category', '')}")
+
+
+def cmd_score(args: argparse.Namespace) -> None:
+    from models_py.serving import load_scorer, score_top_k, write_predictions
+
+    if args.k < 1:
+        raise UserError(f"-k must be >= 1, got {args.k}")
+    scorer = load_scorer(args.run, args.target)
+    rows, rate = score_top_k(scorer, args.k, args.candidates, progress=not args.quiet)
+    write_predictions(scorer.warehouse, rows, scorer.run_id)
+    print(
+        f"scored at {rate:,.0f} pairs/s; wrote {len(rows):,} rows "
+        f"({rows['user_id'].nunique():,} users x top {args.k}) to predictions in "
+        f"{scorer.warehouse.path}"
+    )
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "ablate": cmd_ablate,
+    "recommend": cmd_recommend,
+    "score": cmd_score,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

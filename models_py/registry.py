@@ -30,6 +30,7 @@ class FeatureColumn:
     entity: str | None = None  # user | item: that entity's id
     transform: str | None = None  # log1p
     nullable: bool = False
+    serving_value: Any = None  # value used when scoring candidates (context features)
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,15 @@ def _feature(model: str, name: str, meta: dict[str, Any]) -> FeatureColumn:
     entity = meta.get("entity")
     if entity not in (None, "user", "item"):
         raise UserError(f"column {model}.{name}: meta.entity must be user or item, got {entity!r}")
-    return FeatureColumn(name, kind, group, entity, transform, bool(meta.get("nullable")))
+    return FeatureColumn(
+        name,
+        kind,
+        group,
+        entity,
+        transform,
+        bool(meta.get("nullable")),
+        meta.get("serving_value"),
+    )
 
 
 def check_features_ready(warehouse: Warehouse, spec: FeatureSpec) -> str:

@@ -94,3 +94,14 @@ def copy_project(dest: Path) -> Path:
         shutil.copy(REPO / name, dest / name)
     shutil.copytree(REPO / "dbt_project", dest / "dbt_project")
     return dest
+
+
+def recsys(args: list[str], data_dir: Path, check: bool = True, **env: str):
+    return run_cli([str(BIN / "recsys"), *args], data_dir, check=check, **env)
+
+
+@pytest.fixture(scope="session")
+def trained_run(built_world) -> Path:
+    """One short training run on the shared world (read-only for tests)."""
+    recsys(["train", "--epochs", "1", "--batch-size", "512", "--quiet"], built_world)
+    return (built_world / "runs" / "latest").resolve()

@@ -19,19 +19,9 @@ from models_py.config import TrainConfig
 from models_py.data import encode_category, time_split
 from models_py.pipeline import prepare
 from models_py.train import build_model, train
-from tests.conftest import BIN, copy_project, dbt, generate, run_cli
+from tests.conftest import copy_project, dbt, generate, recsys, run_cli
 
 FAST = ["--epochs", "1", "--batch-size", "512", "--quiet"]
-
-
-def recsys(args: list[str], data_dir: Path, check: bool = True, **env: str):
-    return run_cli([str(BIN / "recsys"), *args], data_dir, check=check, **env)
-
-
-@pytest.fixture(scope="module")
-def trained_run(built_world) -> Path:
-    recsys(["train", *FAST], built_world)
-    return (built_world / "runs" / "latest").resolve()
 
 
 def test_train_writes_a_complete_run_directory(trained_run):
@@ -222,8 +212,11 @@ def test_a_feature_added_in_sql_and_yaml_reaches_the_model(tmp_path):
     ).items()
 
     # ...and ablation finds the analyst's new group with no Python change.
-    recsys(["ablate", "--max-steps", "4", "--batch-size", "256", "--quiet"], data,
-           RECSYS_PROJECT_DIR=str(project))
+    recsys(
+        ["ablate", "--max-steps", "4", "--batch-size", "256", "--quiet"],
+        data,
+        RECSYS_PROJECT_DIR=str(project),
+    )
     ablation = next((data / "runs").glob("ablation-*"))
     table = (ablation / "ablation.csv").read_text()
     assert "context_time" in table and "user_history" in table

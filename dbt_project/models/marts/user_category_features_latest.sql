@@ -1,11 +1,17 @@
--- One row per (user, category) the user has seen: the user's history on that
--- category as of the end of the data, for serving. Pairs absent here have no
--- history (0 impressions, prior CTR).
+-- One row per (staged user, category): the user's history on that category as
+-- of the end of the data, for serving. Dense over users x categories, so every
+-- candidate item finds its row; pairs with no history get 0 and the prior.
 with
 
 impressions as (
 
     select * from {{ ref('stg_interactions') }}
+
+),
+
+users as (
+
+    select user_id from {{ ref('stg_users') }}
 
 ),
 
@@ -15,6 +21,12 @@ items as (
         item_id,
         category
     from {{ ref('stg_items') }}
+
+),
+
+categories as (
+
+    select distinct category from items
 
 ),
 
@@ -41,15 +53,21 @@ user_category_totals as (
 final as (
 
     select
-        user_category_totals.user_id,
-        user_category_totals.category,
-        user_category_totals.user_category_prior_impressions,
-        user_category_totals.user_category_prior_clicks,
-        {{ smoothed_ctr('user_category_totals.user_category_prior_clicks',
-                        'user_category_totals.user_category_prior_impressions',
+        users.user_id,
+        categories.category,
+        coalesce(totals.user_category_prior_impressions, 0)
+            as user_category_prior_impressions,
+        coalesce(totals.user_category_prior_clicks, 0) as user_category_prior_clicks,
+        {{ smoothed_ctr('coalesce(totals.user_category_prior_clicks, 0)',
+                        'coalesce(totals.user_category_prior_impressions, 0)',
                         'as_of.ctr_prior') }} as user_category_ctr
-    from user_category_totals
+    from users
+    cross join categories
     cross join as_of
+    left join user_category_totals as totals
+        on
+            users.user_id = totals.user_id
+            and categories.category = totals.category
 
 )
 

@@ -1,0 +1,170 @@
+"""``python -m models_py.bench``: speed and memory figures, measured side by side in
+one run on worlds of the given sizes. Prints a table and writes bench.json in the
+data dir. Short figures are medians over repeats: these machines are noisy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from models_py.warehouse import REPO
+from seeds_gen.paths import data_dir
+
+BIN = Path(sys.executable).parent
+
+
+def _run(args: list[str], env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise SystemExit(
+            f"bench: {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return time.perf_counter() - started
+
+
+def _median(fn, repeats: int) -> float:
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def bench_size(impressions: int, root: Path, repeats: int) -> dict[str, Any]:
+    world = root / f"world-{impressions}"
+    shutil.rmtree(world, ignore_errors=True)
+    target = Path(tempfile.mkdtemp(prefix="recsys-bench-target-"))
+    env = {**os.environ, "RECSYS_DATA_DIR": str(world), "DBT_TARGET_PATH": str(target)}
+    users, items = max(100, impressions // 50), max(50, impressions // 200)
+    out: dict[str, Any] = {"impressions": impressions, "users": users, "items": items}
+
+    seconds = _run(
+        [
+            sys.executable,
+            "-m",
+            "seeds_gen",
+            "synthetic",
+            "--impressions",
+            str(impressions),
+            "--users",
+            str(users),
+            "--items",
+            str(items),
+        ],
+        env,
+    )
+    out["generate_load_s"] = seconds
+    out["generate_load_rows_per_s"] = impressions / seconds
+    out["dbt_build_duckdb_s"] = _run([str(BIN / "dbt"), "build", "--target", "duckdb"], env)
+    out["dbt_build_sqlite_s"] = _run([str(BIN / "dbt"), "build", "--target", "sqlite"], env)
+
+    os.environ.update({"RECSYS_DATA_DIR": str(world), "DBT_TARGET_PATH": str(target)})
+    import pandas as pd
+    import torch
+
+    from models_py.config import TrainConfig
+    from models_py.data import read_features
+    from models_py.pipeline import load_checked_spec, prepare
+    from models_py.train import predict, train
+
+    warehouse, spec, build_id = load_checked_spec()
+    cache = world / "cache"
+
+    def cold_read() -> float:
+        shutil.rmtree(cache, ignore_errors=True)
+        started = time.perf_counter()
+        read_features(warehouse, spec, build_id, cache)
+        return time.perf_counter() - started
+
+    def warm_read() -> float:
+        started = time.perf_counter()
+        frame = read_features(warehouse, spec, build_id, cache)
+        torch.from_numpy(frame.columns[spec.label_column].astype("float32"))
+        return time.perf_counter() - started
+
+    def pandas_read() -> float:
+        started = time.perf_counter()
+        with sqlite3.connect(warehouse.path) as conn:
+            pd.read_sql(f"select {', '.join(spec.columns())} from {spec.table}", conn)
+        return time.perf_counter() - started
+
+    out["read_cold_rows_per_s"] = impressions / cold_read()
+    out["read_warm_rows_per_s"] = impressions / _median(warm_read, repeats)
+    out["read_pandas_rows_per_s"] = impressions / _median(pandas_read, max(1, repeats // 2))
+
+    for threads in (1, 2):
+        config = TrainConfig().with_overrides(threads=threads, max_steps=60, evals_per_epoch=1)
+        data = prepare(config)
+
+        def one_run(config=config, data=data) -> float:
+            with tempfile.TemporaryDirectory() as run_dir:
+                _, state = train(config, data, Path(run_dir), progress=False)
+            return state.samples_seen / state.train_seconds
+
+        out[f"train_samples_per_s_{threads}_threads"] = _median(one_run, repeats)
+
+    torch.set_num_threads(1)
+    from models_py.train import build_model
+
+    model = build_model(data.spec, data.encoders, config)
+
+    def score() -> float:
+        started = time.perf_counter()
+        predict(model, data.test, torch.device("cpu"))
+        return len(data.test) / (time.perf_counter() - started)
+
+    out["score_rows_per_s"] = _median(score, repeats)
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    _run([str(BIN / "recsys"), "train", "--quiet", "--no-baselines"], env)
+    out["train_full_s"] = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out["peak_rss_mb"] = max(peak, before) / 1024
+    metrics = json.loads((world / "runs" / "latest" / "metrics.json").read_text())
+    out["test_auc"] = metrics["test"]["auc"]
+    out["oracle_auc"] = metrics.get("oracle", {}).get("auc")
+    out["share_of_oracle_lift"] = metrics.get("share_of_oracle_lift")
+    shutil.rmtree(target, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m models_py.bench", description=__doc__)
+    parser.add_argument(
+        "--sizes", default="1000000", help="comma-separated impression counts (default 1000000)"
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    home = data_dir().resolve()
+    root = home / "bench"
+    root.mkdir(parents=True, exist_ok=True)
+    results = [bench_size(int(s), root, args.repeats) for s in args.sizes.split(",")]
+    (home / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    keys = [k for k in results[0] if k not in ("users", "items")]
+    print(f"{'':32}" + "".join(f"{r['impressions']:>16,}" for r in results))
+    for key in keys[1:]:
+        cells = []
+        for r in results:
+            value = r[key]
+            cells.append(
+                f"{value:>16,.0f}"
+                if isinstance(value, float) and value > 100
+                else f"{value:>16.4f}"
+                if isinstance(value, float)
+                else f"{value!s:>16}"
+            )
+        print(f"{key:32}" + "".join(cells))
+    print(f"wrote {home / 'bench.json'}")
+
+
+if __name__ == "__main__":
+    main()
