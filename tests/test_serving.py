@@ -95,7 +95,7 @@ def test_a_failed_score_leaves_the_previous_predictions_intact(
     monkeypatch.setenv("RECSYS_DATA_DIR", str(world))
     scorer = serving.load_scorer(trained_run)
     rows, _ = serving.score_top_k(scorer, 2, 10, progress=False)
-    broken = rows.copy()
+    broken = rows.astype({"score": object})
     broken.loc[broken.index[len(broken) // 2], "score"] = "not a number"
     with pytest.raises(ValueError):
         serving.write_predictions(scorer.warehouse, broken, "broken-run")
