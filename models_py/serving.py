@@ -204,10 +204,10 @@ def write_predictions(warehouse: Warehouse, rows: pd.DataFrame, run_id: str) -> 
     new = quote_identifier(f"{PREDICTIONS}__new")
     schema = quote_identifier(warehouse.schema)
     scored_at = int(time.time())
-    records = [
+    records = (  # a generator: rows stream into the new table as they are converted
         (int(u), int(i), float(s), int(r), run_id, scored_at)
         for u, i, s, r in rows[["user_id", "item_id", "score", "rank"]].itertuples(index=False)
-    ]
+    )
     conn = warehouse.connect(read_only=False)
     try:
         conn.execute(f"drop table if exists {schema}.{new}")

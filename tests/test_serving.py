@@ -97,7 +97,7 @@ def test_a_failed_score_leaves_the_previous_predictions_intact(
     rows, _ = serving.score_top_k(scorer, 2, 10, progress=False)
     broken = rows.astype({"score": object})
     broken.loc[broken.index[len(broken) // 2], "score"] = "not a number"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError):  # raised mid-insert, after half the rows went in
         serving.write_predictions(scorer.warehouse, broken, "broken-run")
     with sqlite3.connect(world / "warehouse.db") as conn:
         after = pd.read_sql("select * from predictions", conn)
