@@ -37,6 +37,7 @@ data: setup
 		--items $(ITEMS) --days $(DAYS) --seed $(SEED)
 
 features: setup
+	mkdir -p "$(RECSYS_DATA_DIR)"
 	$(BIN)/dbt build --target $(TARGET)
 
 train: setup

@@ -116,14 +116,13 @@ def load_spec(model: str = FEATURE_MODEL) -> FeatureSpec:
         raise UserError(f"the dbt manifest has no model {model!r}: run `make features`")
     roles: dict[str, list[str]] = {"id": [], "time": [], "label": []}
     features: list[FeatureColumn] = []
+    unregistered: list[str] = []
     for name, column in node.get("columns", {}).items():
         meta = column.get("meta") or {}
         quote_identifier(name)
         role = meta.get("role")
         if role is None:
-            warnings.warn(
-                f"column {model}.{name} has no meta.role in the dbt YAML: ignored", stacklevel=2
-            )
+            unregistered.append(name)
             continue
         if role in roles:
             roles[role].append(name)
@@ -133,6 +132,12 @@ def load_spec(model: str = FEATURE_MODEL) -> FeatureSpec:
             raise UserError(
                 f"column {model}.{name}: meta.role must be id, time, label or feature, got {role!r}"
             )
+    if unregistered:
+        warnings.warn(
+            f"{model}: columns without meta.role in the dbt YAML are ignored: "
+            f"{', '.join(unregistered)}",
+            stacklevel=2,
+        )
     for role, names in roles.items():
         if len(names) != 1:
             raise UserError(

@@ -1,0 +1,185 @@
+"""Faults and bad input: killed processes, missing or outdated inputs, lineage."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from models_py import checkpoint
+from tests.conftest import BIN, REPO, dbt, generate, recsys
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_generator_killed_mid_write_leaves_the_previous_database_usable(tmp_path):
+    generate(tmp_path, impressions=3000, users=100, items=50, seed=1)
+    raw = tmp_path / "raw.db"
+    with sqlite3.connect(raw) as conn:
+        before = conn.execute("select count(*), sum(clicked) from interactions").fetchone()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "seeds_gen",
+            "synthetic",
+            "--impressions",
+            "2000000",
+            "--users",
+            "20000",
+            "--items",
+            "5000",
+            "--data-dir",
+            str(tmp_path),
+        ],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for(
+        lambda: any(p.name.startswith(".raw.db.tmp") for p in tmp_path.iterdir()),
+        120,
+        "the generator to start writing",
+    )
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(raw) as conn:
+        assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
+        after = conn.execute("select count(*), sum(clicked) from interactions").fetchone()
+    assert after == before
+    dbt(["build"], tmp_path)  # and the old world still builds
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_training_killed_mid_epoch_resumes_to_the_same_final_metrics(built_world, tmp_path):
+    world = tmp_path / "world"
+    shutil.copytree(built_world, world, ignore=shutil.ignore_patterns("runs", "cache"))
+    args = ["train", "--epochs", "2", "--batch-size", "256", "--no-baselines", "--quiet"]
+    recsys(args, world)
+    full = (world / "runs" / "latest").resolve()
+
+    env = {"RECSYS_DATA_DIR": str(world)}
+    proc = subprocess.Popen(
+        [str(BIN / "recsys"), *args],
+        cwd=REPO,
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    runs = world / "runs"
+
+    def second_checkpoint_written() -> bool:
+        current = (
+            [p for p in runs.iterdir() if p.is_dir() and p.name != full.name and not p.is_symlink()]
+            if runs.exists()
+            else []
+        )
+        if not current or not (current[0] / "last.pt").exists():
+            return False
+        try:
+            return checkpoint.load(current[0] / "last.pt")["state"]["step"] >= 2 * 16
+        except Exception:
+            return False
+
+    _wait_for(second_checkpoint_written, 300, "two evaluations of the second run")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cut = next(
+        p for p in runs.iterdir() if p.is_dir() and not p.is_symlink() and p.name != full.name
+    )
+    for name in ("last.pt", "best.pt"):  # never half-written
+        checkpoint.load(cut / name)
+    step = checkpoint.load(cut / "last.pt")["state"]["step"]
+    total = checkpoint.load(full / "last.pt")["state"]["step"]
+    assert 0 < step < total, "the kill landed mid-training"
+
+    recsys(["train", "--resume", str(cut), "--no-baselines", "--quiet"], world)
+    a, b = _metrics(full), _metrics(cut)
+    for key in ("auc", "logloss", "gauc", "calibration"):
+        assert b["test"][key] == pytest.approx(a["test"][key], abs=1e-6), key
+    assert b["train"]["best_step"] == a["train"]["best_step"]
+
+
+def test_missing_raw_data_stops_dbt_with_a_clear_line(tmp_path):
+    result = dbt(["build"], tmp_path, check=False)
+    assert result.returncode != 0
+    assert "raw table 'users' not found" in result.stdout
+    assert "run `make data`" in result.stdout
+
+
+def test_an_older_feature_table_is_refused(built_world, tmp_path):
+    world = tmp_path / "world"
+    shutil.copytree(built_world, world, ignore=shutil.ignore_patterns("runs", "cache"))
+    with sqlite3.connect(world / "warehouse.db") as conn:
+        conn.execute("alter table fct_impression_features drop column user_category_ctr")
+    result = recsys(["train", "--quiet"], world, check=False)
+    assert result.returncode == 2
+    assert "lacks column 'user_category_ctr'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_manifest_without_feature_meta_is_refused(built_world, tmp_path):
+    target = Path(os.environ["DBT_TARGET_PATH"])
+    copy = tmp_path / "target"
+    copy.mkdir()
+    manifest = json.loads((target / "manifest.json").read_text())
+    for node in manifest["nodes"].values():
+        for column in node.get("columns", {}).values():
+            column["meta"] = {}
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    shutil.copy(target / "run_results.json", copy / "run_results.json")
+    result = recsys(["train", "--quiet"], built_world, check=False, DBT_TARGET_PATH=str(copy))
+    assert result.returncode == 2
+    assert "must mark exactly one column with meta.role: id" in result.stderr
+    assert "warning: fct_impression_features: columns without meta.role" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_dbt_model_reads_the_truth_table(built_world):
+    manifest = json.loads((Path(os.environ["DBT_TARGET_PATH"]) / "manifest.json").read_text())
+    truth = "source.recsys.raw.click_truth"
+    readers = [
+        uid
+        for uid, node in manifest["nodes"].items()
+        if truth in node.get("depends_on", {}).get("nodes", [])
+    ]
+    assert readers == []
+    for sql in (REPO / "dbt_project").rglob("*.sql"):
+        assert "click_truth" not in sql.read_text().lower(), sql
+
+
+def test_training_runs_on_the_clean_rows_after_quarantine(tmp_path):
+    generate(tmp_path, impressions=4000, users=150, items=60, seed=6)
+    with sqlite3.connect(tmp_path / "raw.db") as conn:
+        conn.executemany(
+            "insert into interactions values (?, ?, ?, ?, ?, 1)",
+            [
+                (700001, 999999, 1, 1704100000, 0),
+                (700002, 1, 1, "garbled", 1),
+                (700003, 1, 1, 1704100000, 7),
+            ],
+        )
+    dbt(["build"], tmp_path)
+    recsys(["train", "--epochs", "1", "--batch-size", "256", "--no-baselines", "--quiet"], tmp_path)
+    m = _metrics(tmp_path / "runs" / "latest")
+    staged = sum(m["split_rows"].values())
+    assert staged == 4000, "exactly the clean rows reach training"
