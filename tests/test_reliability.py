@@ -183,3 +183,13 @@ def test_training_runs_on_the_clean_rows_after_quarantine(tmp_path):
     m = _metrics(tmp_path / "runs" / "latest")
     staged = sum(m["split_rows"].values())
     assert staged == 4000, "exactly the clean rows reach training"
+
+
+def test_empty_raw_tables_build_and_training_says_why_it_cannot_run(tmp_path):
+    generate(tmp_path, impressions=2000, users=80, items=40, seed=2)
+    with sqlite3.connect(tmp_path / "raw.db") as conn:
+        conn.execute("delete from interactions")
+    dbt(["build"], tmp_path)
+    result = recsys(["train", "--quiet"], tmp_path, check=False)
+    assert result.returncode == 2
+    assert "the feature table has 0 rows: too few to split" in result.stderr
