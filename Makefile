@@ -22,7 +22,7 @@ SEED ?= 42
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data features train evaluate all ablate bench test lint clean
+.PHONY: setup data features train evaluate all ablate bench mlflow-ui test lint clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,12 @@ all: data features train evaluate
 
 ablate: setup
 	$(BIN)/recsys ablate $(TRAIN_ARGS)
+
+MLFLOW_PORT ?= 5000
+mlflow-ui: setup
+	$(BIN)/pip install --quiet "mlflow==3.17.2"
+	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(abspath $(RECSYS_DATA_DIR))/mlflow.db" \
+		--port $(MLFLOW_PORT)
 
 BENCH_SIZES ?= 1000000
 bench: setup

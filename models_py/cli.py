@@ -7,6 +7,7 @@ answers at once.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from collections.abc import Sequence
@@ -58,16 +59,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
+    train.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     _add_training_options(train)
 
     evaluate = sub.add_parser("evaluate", help="recompute a run's test metrics from its checkpoint")
     evaluate.add_argument("--run", help="run directory (default: runs/latest)")
     evaluate.add_argument("--no-baselines", action="store_true")
     evaluate.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
+    evaluate.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     ablate = sub.add_parser("ablate", help="test AUC with each feature group left out")
     ablate.add_argument("--config", help="JSON file with TrainConfig keys")
     ablate.add_argument("--quiet", action="store_true", help="no progress bars")
     ablate.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
+    ablate.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     _add_training_options(ablate)
 
     rec = sub.add_parser("recommend", help="top items for one user from the best checkpoint")
@@ -118,6 +122,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from models_py.pipeline import prepare
     from models_py.registry import FeatureSpec
     from models_py.runs import new_run_dir, point_latest, write_json
+    from models_py.tracking import Tracker
     from models_py.train import build_model, train
 
     resume_from = None
@@ -149,12 +154,38 @@ def cmd_train(args: argparse.Namespace) -> None:
             f"{len(data.spec.features)} features"
         )
 
-    _, state = train(config, data, run_dir, resume_from=resume_from, progress=not args.quiet)
+    tracker = Tracker(
+        not args.no_track, run_dir.name + ("-resumed" if resume_from else ""), "train"
+    )
+    tracker.params(config.to_dict())
+    tracker.text(json.dumps(data.spec.to_dict(), indent=2), "features.json")
+
+    def log_eval(entry: dict[str, float]) -> None:
+        tracker.metrics(
+            {"val_auc": entry["val_auc"], "train_loss": entry["train_loss"]},
+            step=int(entry["step"]),
+        )
+
+    try:
+        _, state = train(
+            config,
+            data,
+            run_dir,
+            resume_from=resume_from,
+            progress=not args.quiet,
+            on_eval=log_eval,
+        )
+    except BaseException:
+        tracker.end("KILLED")
+        raise
     best = checkpoint.load(run_dir / checkpoint.BEST)
     model = build_model(data.spec, data.encoders, config)
     model.load_state_dict(best["model"])
     result = evaluate(model, state, config, data, run_dir, baselines=not args.no_baselines)
     point_latest(run_dir)
+    tracker.metrics(result)
+    tracker.artifacts(run_dir)
+    tracker.end()
     print(terminal_table(result))
     print(f"wrote {run_dir}/ (metrics.json, report.md, plots); runs/latest points to it")
 
@@ -167,6 +198,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from models_py.pipeline import prepare
     from models_py.registry import FeatureSpec
     from models_py.runs import resolve_run
+    from models_py.tracking import Tracker
     from models_py.train import TrainState, build_model
 
     run_dir = resolve_run(args.run)
@@ -182,9 +214,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     )
     model = build_model(data.spec, data.encoders, config)
     model.load_state_dict(best["model"])
+    tracker = Tracker(not args.no_track, f"{run_dir.name}-evaluate", "evaluate")
+    tracker.params({"run": run_dir.name, **config.to_dict()})
     result = evaluate(
         model, TrainState(**last["state"]), config, data, run_dir, baselines=not args.no_baselines
     )
+    tracker.metrics(result)
+    tracker.artifacts(run_dir)
+    tracker.end()
     print(terminal_table(result))
     print(f"wrote {run_dir}/metrics.json and report.md")
 
@@ -192,9 +229,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 def cmd_ablate(args: argparse.Namespace) -> None:
     from models_py.ablation import ablate
     from models_py.config import load_config
+    from models_py.tracking import Tracker
 
     config = load_config(args.config).with_overrides(**_overrides(args))
     run_dir, rows = ablate(config, progress=not args.quiet, target=args.target)
+    tracker = Tracker(not args.no_track, run_dir.name, "ablate")
+    tracker.params(config.to_dict())
+    tracker.metrics({f"test_auc.{r['group']}": r["test_auc"] for r in rows})
+    tracker.artifacts(run_dir)
+    tracker.end()
     for row in rows:
         print(f"{row['group']:>24}  AUC {row['test_auc']:.4f}  delta {row['delta_vs_all']:+.4f}")
     print(f"wrote {run_dir}/ (ablation.csv, ablation.md, ablation.png)")
