@@ -74,7 +74,7 @@ def test_training_runs_are_logged_to_the_local_mlflow_store(built_world, trained
 def test_a_broken_tracking_store_never_loses_the_training_run(built_world, tmp_path):
     world = tmp_path / "world"
     shutil.copytree(built_world, world, ignore=shutil.ignore_patterns("runs", "cache", "mlflow.db"))
-    (world / "mlflow.db").mkdir()  # a directory where the SQLite store should be
+    (world / "mlflow.db").write_text("this is not a database\n")  # a corrupt store
     result = recsys(
         ["train", "--max-steps", "6", "--batch-size", "256", "--no-baselines", "--quiet"], world
     )
