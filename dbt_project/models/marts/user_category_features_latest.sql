@@ -32,8 +32,7 @@ categories as (
 
 as_of as (
 
-    select {{ smoothed_ctr('sum(clicked)', 'count(*)', var('ctr_prior')) }} as ctr_prior
-    from impressions
+    select * from {{ ref('int_serving_as_of') }}
 
 ),
 

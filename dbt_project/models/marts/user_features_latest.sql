@@ -17,10 +17,7 @@ users as (
 
 as_of as (
 
-    select
-        max(event_ts) + 1 as as_of_ts,
-        {{ smoothed_ctr('sum(clicked)', 'count(*)', var('ctr_prior')) }} as ctr_prior
-    from impressions
+    select * from {{ ref('int_serving_as_of') }}
 
 ),
 
