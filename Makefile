@@ -22,7 +22,7 @@ SEED ?= 42
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data features train evaluate all ablate bench mlflow-ui test lint clean
+.PHONY: setup data features train evaluate all ablate recommend score bench mlflow-ui test lint clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,13 @@ all: data features train evaluate
 
 ablate: setup
 	$(BIN)/recsys ablate $(TRAIN_ARGS)
+
+K ?= 10
+recommend: setup
+	$(BIN)/recsys recommend --user "$(USER)" -k $(K)
+
+score: setup
+	$(BIN)/recsys score -k $(K)
 
 MLFLOW_PORT ?= 5000
 mlflow-ui: setup

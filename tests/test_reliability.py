@@ -193,3 +193,40 @@ def test_empty_raw_tables_build_and_training_says_why_it_cannot_run(tmp_path):
     result = recsys(["train", "--quiet"], tmp_path, check=False)
     assert result.returncode == 2
     assert "the feature table has 0 rows: too few to split" in result.stderr
+
+
+def test_score_killed_mid_write_leaves_the_previous_predictions(built_world, trained_run, tmp_path):
+    world = tmp_path / "world"
+    shutil.copytree(built_world, world, symlinks=True)
+    recsys(["score", "-k", "2", "--candidates", "10", "--quiet"], world)
+    db = world / "warehouse.db"
+    with sqlite3.connect(db) as conn:
+        before = conn.execute("select * from predictions order by user_id, rank").fetchall()
+
+    def new_table_exists() -> bool:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.01) as conn:
+                return (
+                    conn.execute(
+                        "select count(*) from sqlite_master where name = 'predictions__new'"
+                    ).fetchone()[0]
+                    == 1
+                )
+        except sqlite3.OperationalError:  # locked by the writer: it is writing
+            return False
+
+    proc = subprocess.Popen(
+        [str(BIN / "recsys"), "score", "-k", "150", "--candidates", "300", "--quiet"],
+        cwd=REPO,
+        env={**os.environ, "RECSYS_DATA_DIR": str(world)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for(new_table_exists, 300, "the new predictions table to appear")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("pragma integrity_check").fetchone() == ("ok",)
+        after = conn.execute("select * from predictions order by user_id, rank").fetchall()
+    assert after == before
+    recsys(["score", "-k", "2", "--candidates", "10", "--quiet"], world)  # and it recovers
