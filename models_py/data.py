@@ -51,6 +51,9 @@ def read_features(
         if frame is not None:
             return frame
     frame = _read_table(warehouse, spec.table, names, categorical)
+    # Engines return rows in their own order; one canonical order (by id) makes
+    # splits, batches and results the same whichever engine built the table.
+    frame = frame.take(np.argsort(frame.columns[spec.id_column], kind="stable"))
     if cache is not None:
         _write_cache(cache, frame, categorical)
     return frame
@@ -65,7 +68,7 @@ def _read_table(
     try:
         if warehouse.kind == "duckdb":
             raw = conn.execute(sql).fetchnumpy()
-            columns = {n: np.asarray(raw[n]) for n in names}
+            columns = {n: raw[n] for n in names}  # masked arrays carry NULLs
         else:
             rows = conn.execute(sql).fetchall()
             columns = {n: np.array([r[i] for r in rows], dtype=object) for i, n in enumerate(names)}

@@ -317,3 +317,32 @@ def test_help_does_not_import_torch():
         "assert 'torch' not in sys.modules"
     )
     run_cli([sys.executable, "-c", code], Path("."))
+
+
+def test_training_from_duckdb_matches_training_from_sqlite(built_world, tmp_path):
+    world = tmp_path / "world"
+    shutil.copytree(built_world, world, ignore=shutil.ignore_patterns("runs", "cache"))
+    dbt(["build"], world, target="duckdb")
+    dbt(["build"], world)  # the latest run results are SQLite's; both builds passed
+    aucs = {}
+    for target in ("sqlite", "duckdb"):
+        recsys(
+            [
+                "train",
+                "--target",
+                target,
+                "--max-steps",
+                "20",
+                "--batch-size",
+                "256",
+                "--no-baselines",
+                "--no-track",
+                "--quiet",
+            ],
+            world,
+        )
+        aucs[target] = json.loads((world / "runs" / "latest" / "metrics.json").read_text())
+    assert aucs["duckdb"]["test"]["auc"] == pytest.approx(aucs["sqlite"]["test"]["auc"], abs=1e-9)
+    assert aucs["duckdb"]["test"]["logloss"] == pytest.approx(
+        aucs["sqlite"]["test"]["logloss"], abs=1e-9
+    )
