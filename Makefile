@@ -74,7 +74,11 @@ test: setup
 lint: setup
 	$(BIN)/ruff check seeds_gen models_py tests
 	$(BIN)/ruff format --check seeds_gen models_py tests
-	$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests
+	@# the dbt templater compiles the project, which opens the warehouse: give it a
+	@# scratch data dir so linting works on a fresh clone and never touches data/
+	tmp=$$(mktemp -d) && RECSYS_DATA_DIR=$$tmp DBT_TARGET_PATH=$$tmp/target \
+		$(BIN)/sqlfluff lint dbt_project/models dbt_project/tests; \
+		status=$$?; rm -rf $$tmp; exit $$status
 
 clean:
 	rm -rf target logs .pytest_cache .ruff_cache
