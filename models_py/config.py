@@ -30,7 +30,7 @@ class TrainConfig:
     embedding_dim: int = 8
     hidden: list[int] = field(default_factory=lambda: [64, 32])
     dropout: float = 0.1
-    interaction: str = "dot"  # none | dot (user . item) | fm (all pairs)
+    interaction: str = "none"  # none | dot (user . item) | fm (all pairs): see README
     # optimisation
     batch_size: int = 4096
     lr: float = 2e-3
