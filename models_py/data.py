@@ -24,6 +24,8 @@ from models_py.registry import FeatureSpec
 from models_py.warehouse import Warehouse, quote_identifier
 from seeds_gen.errors import UserError
 
+READ_CHUNK_ROWS = 100_000
+
 
 @dataclass
 class FeatureFrame:
@@ -67,20 +69,28 @@ def _read_table(
     conn = warehouse.connect()
     try:
         if warehouse.kind == "duckdb":
-            raw = conn.execute(sql).fetchnumpy()
-            columns = {n: raw[n] for n in names}  # masked arrays carry NULLs
-        else:
-            rows = conn.execute(sql).fetchall()
+            raw = conn.execute(sql).fetchnumpy()  # masked arrays carry NULLs
+            return FeatureFrame(_typed({n: raw[n] for n in names}, categorical))
+        # SQLite hands out Python rows: convert them chunk by chunk, so memory holds
+        # one chunk of row objects at a time, not the whole table.
+        cursor = conn.execute(sql)
+        chunks: list[dict[str, np.ndarray]] = []
+        while rows := cursor.fetchmany(READ_CHUNK_ROWS):
             columns = {n: np.array([r[i] for r in rows], dtype=object) for i, n in enumerate(names)}
+            chunks.append(_typed(columns, categorical))
     finally:
         conn.close()
-    out: dict[str, np.ndarray] = {}
-    for name, values in columns.items():
-        if name in categorical:
-            out[name] = _as_category_values(values)
-        else:
-            out[name] = _as_float(values, name)
-    return FeatureFrame(out)
+    if not chunks:
+        empty = {n: np.array([], dtype=object if n in categorical else np.float64) for n in names}
+        return FeatureFrame(empty)
+    return FeatureFrame({n: np.concatenate([c[n] for c in chunks]) for n in names})
+
+
+def _typed(columns: dict[str, np.ndarray], categorical: set[str]) -> dict[str, np.ndarray]:
+    return {
+        name: _as_category_values(values) if name in categorical else _as_float(values, name)
+        for name, values in columns.items()
+    }
 
 
 def _as_float(values: np.ndarray, name: str) -> np.ndarray:
