@@ -73,9 +73,9 @@ def fit_and_score(
     n_num = num_tr.shape[1]
     x_tr = np.hstack([num_tr, cat_tr.astype(np.float64)])
     x_te = np.hstack([num_te, cat_te.astype(np.float64)])
-    categorical_mask = [False] * n_num + [True] * cat_tr.shape[1]
+    # native categories for small vocabularies; larger ones stay ordinal codes
     small = [c <= 255 for c in cards]
-    categorical_mask = [m for m in categorical_mask[:n_num]] + small
+    categorical_mask = np.array([False] * n_num + small, dtype=bool)
     trees = HistGradientBoostingClassifier(
         max_iter=300,
         learning_rate=0.1,
@@ -84,7 +84,7 @@ def fit_and_score(
         validation_fraction=0.1,
         n_iter_no_change=20,
         random_state=seed,
-        categorical_features=np.array(categorical_mask, dtype=bool) if any(small) else None,
+        categorical_features=categorical_mask if any(small) else None,
     )
     trees.fit(x_tr, y_train)
     p = trees.predict_proba(x_te)[:, 1]

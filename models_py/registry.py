@@ -149,8 +149,10 @@ def load_spec(model: str = FEATURE_MODEL) -> FeatureSpec:
             f"the dbt YAML of {model} declares no feature columns "
             f"(meta.role: feature): nothing to learn from"
         )
+    table = node.get("alias") or model
+    quote_identifier(table)  # refuses anything but a plain identifier
     return FeatureSpec(
-        quote_identifier(node.get("alias") or model).strip('"'),
+        table,
         roles["id"][0],
         roles["time"][0],
         roles["label"][0],
