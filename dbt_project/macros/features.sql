@@ -15,22 +15,6 @@
     {{ run_started_at.timestamp() | int + var('max_future_skew_s') | int }}
 {% endmacro %}
 
-{#- Index a table's key after it is built. SQLite joins 1M-row tables on
-    interaction_id far faster with it; engines with hash joins need nothing. -#}
-{% macro index_key(relation, column) %}
-    {{ return(adapter.dispatch('index_key', 'recsys')(relation, column)) }}
-{% endmacro %}
-
-{% macro default__index_key(relation, column) %}
-    select 1
-{% endmacro %}
-
-{% macro sqlite__index_key(relation, column) %}
-    create index if not exists
-        {{ relation.schema }}.{{ relation.identifier }}__{{ column }}
-        on {{ relation.identifier }} ({{ column }})
-{% endmacro %}
-
 {#- The build log: one row per successful build of a feature mart, written by
     its post-hook. models_py reads it to tell which build a table is (cache
     key) and whether raw data changed after it (staleness). -#}
