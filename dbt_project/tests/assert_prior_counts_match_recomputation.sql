@@ -44,6 +44,23 @@ sample as (
 
 ),
 
+sample_user_events as (
+
+    -- only the events of sampled users and items: keeps the joins below small
+    select impressions.*
+    from impressions
+    where impressions.user_id in (select sample.user_id from sample)
+
+),
+
+sample_item_events as (
+
+    select impressions.*
+    from impressions
+    where impressions.item_id in (select sample.item_id from sample)
+
+),
+
 user_recomputed as (
 
     select
@@ -51,7 +68,7 @@ user_recomputed as (
         count(earlier.interaction_id) as user_prior_impressions,
         coalesce(sum(earlier.clicked), 0) as user_prior_clicks
     from sample
-    left join impressions as earlier
+    left join sample_user_events as earlier
         on sample.user_id = earlier.user_id and sample.event_ts > earlier.event_ts
     group by sample.interaction_id
 
@@ -64,7 +81,7 @@ item_recomputed as (
         count(earlier.interaction_id) as item_prior_impressions,
         coalesce(sum(earlier.clicked), 0) as item_prior_clicks
     from sample
-    left join impressions as earlier
+    left join sample_item_events as earlier
         on sample.item_id = earlier.item_id and sample.event_ts > earlier.event_ts
     group by sample.interaction_id
 
