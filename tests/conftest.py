@@ -105,3 +105,13 @@ def trained_run(built_world) -> Path:
     """One short training run on the shared world (read-only for tests)."""
     recsys(["train", "--epochs", "1", "--batch-size", "512", "--quiet"], built_world)
     return (built_world / "runs" / "latest").resolve()
+
+
+def copy_world(src: Path, dest: Path, runs: bool = False) -> Path:
+    """A private copy of a built world to change freely; ``runs=True`` keeps its
+    trained runs and the ``runs/latest`` link, otherwise runs and cache are left out."""
+    if runs:
+        shutil.copytree(src, dest, symlinks=True)
+    else:
+        shutil.copytree(src, dest, ignore=shutil.ignore_patterns("runs", "cache"))
+    return dest

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from models_py import metrics
-from tests.conftest import recsys
+from tests.conftest import copy_world, recsys
 
 
 def test_recalibration_inverts_negative_downsampling():
@@ -28,7 +27,7 @@ def test_recalibration_inverts_negative_downsampling():
 
 def test_downsampled_training_reports_calibration_with_and_without(built_world, tmp_path):
     world = tmp_path / "world"
-    shutil.copytree(built_world, world, ignore=shutil.ignore_patterns("runs", "cache"))
+    copy_world(built_world, world)
     recsys(
         [
             "train",
@@ -73,7 +72,7 @@ def test_training_runs_are_logged_to_the_local_mlflow_store(built_world, trained
 
 def test_a_broken_tracking_store_never_loses_the_training_run(built_world, tmp_path):
     world = tmp_path / "world"
-    shutil.copytree(built_world, world, ignore=shutil.ignore_patterns("runs", "cache", "mlflow.db"))
+    copy_world(built_world, world)
     (world / "mlflow.db").write_text("this is not a database\n")  # a corrupt store
     result = recsys(
         ["train", "--max-steps", "6", "--batch-size", "256", "--no-baselines", "--quiet"], world

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from models_py import checkpoint
-from tests.conftest import BIN, REPO, dbt, generate, recsys
+from tests.conftest import BIN, REPO, copy_world, dbt, generate, recsys
 
 
 def _wait_for(predicate, timeout: float, what: str) -> None:
@@ -72,7 +72,7 @@ def _metrics(run: Path) -> dict:
 
 def test_training_killed_mid_epoch_resumes_to_the_same_final_metrics(built_world, tmp_path):
     world = tmp_path / "world"
-    shutil.copytree(built_world, world, ignore=shutil.ignore_patterns("runs", "cache"))
+    copy_world(built_world, world)
     args = ["train", "--epochs", "2", "--batch-size", "256", "--no-baselines", "--quiet"]
     recsys(args, world)
     full = (world / "runs" / "latest").resolve()
@@ -128,7 +128,7 @@ def test_missing_raw_data_stops_dbt_with_a_clear_line(tmp_path):
 
 def test_an_older_feature_table_is_refused(built_world, tmp_path):
     world = tmp_path / "world"
-    shutil.copytree(built_world, world, ignore=shutil.ignore_patterns("runs", "cache"))
+    copy_world(built_world, world)
     with sqlite3.connect(world / "warehouse.db") as conn:
         conn.execute("alter table fct_impression_features drop column user_category_ctr")
     result = recsys(["train", "--quiet"], world, check=False)
@@ -197,7 +197,7 @@ def test_empty_raw_tables_build_and_training_says_why_it_cannot_run(tmp_path):
 
 def test_score_killed_mid_write_leaves_the_previous_predictions(built_world, trained_run, tmp_path):
     world = tmp_path / "world"
-    shutil.copytree(built_world, world, symlinks=True)
+    copy_world(built_world, world, runs=True)
     recsys(["score", "-k", "2", "--candidates", "10", "--quiet"], world)
     db = world / "warehouse.db"
     with sqlite3.connect(db) as conn:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 
 import pandas as pd
 import pytest
 
 from models_py import serving
-from tests.conftest import dbt, recsys
+from tests.conftest import copy_world, dbt, recsys
 
 
 def _heavy_clicker(world) -> int:
@@ -61,7 +60,7 @@ def test_recommend_validates_its_arguments(built_world, trained_run, args, messa
 
 def test_score_writes_top_k_lists_that_join_in_sql(built_world, trained_run, tmp_path):
     world = tmp_path / "world"
-    shutil.copytree(built_world, world, symlinks=True)
+    copy_world(built_world, world, runs=True)
     result = recsys(["score", "-k", "3", "--candidates", "20", "--quiet"], world)
     assert "pairs/s" in result.stdout
     with sqlite3.connect(world / "warehouse.db") as conn:
@@ -87,7 +86,7 @@ def test_a_failed_score_leaves_the_previous_predictions_intact(
     built_world, trained_run, tmp_path, monkeypatch
 ):
     world = tmp_path / "world"
-    shutil.copytree(built_world, world, symlinks=True)
+    copy_world(built_world, world, runs=True)
     recsys(["score", "-k", "2", "--candidates", "10", "--quiet"], world)
     with sqlite3.connect(world / "warehouse.db") as conn:
         before = pd.read_sql("select * from predictions", conn)

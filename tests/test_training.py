@@ -19,7 +19,7 @@ from models_py.config import TrainConfig
 from models_py.data import encode_category, time_split
 from models_py.pipeline import prepare
 from models_py.train import build_model, train
-from tests.conftest import copy_project, dbt, generate, recsys, run_cli
+from tests.conftest import copy_project, copy_world, dbt, generate, recsys, run_cli
 
 FAST = ["--epochs", "1", "--batch-size", "512", "--quiet"]
 
@@ -138,7 +138,7 @@ def test_resume_after_an_interruption_ends_exactly_like_an_uninterrupted_run(
 
 def test_resume_from_the_cli_continues_the_run(built_world, tmp_path):
     data = tmp_path / "world"
-    shutil.copytree(built_world, data, ignore=shutil.ignore_patterns("runs", "cache"))
+    copy_world(built_world, data)
     recsys(["train", "--max-steps", "12", "--batch-size", "256", "--no-baselines", "--quiet"], data)
     run = (data / "runs" / "latest").resolve()
     done = checkpoint.load(run / checkpoint.LAST)["state"]["step"]
@@ -151,7 +151,7 @@ def test_resume_from_the_cli_continues_the_run(built_world, tmp_path):
 
 def test_training_refuses_stale_failed_or_missing_features(built_world, tmp_path):
     data = tmp_path / "world"
-    shutil.copytree(built_world, data, ignore=shutil.ignore_patterns("runs", "cache"))
+    copy_world(built_world, data)
     raw = data / "raw.db"
     future = time.time() + 5
     os.utime(raw, (future, future))
@@ -321,7 +321,7 @@ def test_help_does_not_import_torch():
 
 def test_training_from_duckdb_matches_training_from_sqlite(built_world, tmp_path):
     world = tmp_path / "world"
-    shutil.copytree(built_world, world, ignore=shutil.ignore_patterns("runs", "cache"))
+    copy_world(built_world, world)
     dbt(["build"], world, target="duckdb")
     dbt(["build"], world)  # the latest run results are SQLite's; both builds passed
     aucs = {}
