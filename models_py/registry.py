@@ -2,6 +2,8 @@
 
 Columns of the feature mart carry ``meta`` in the dbt YAML: role (id, time,
 label, feature) and, for features, type (categorical, numeric) and group.
+The data set's attribute columns (vars.datasets in dbt_project.yml) arrive as
+the model's ``meta.attributes``, set by its SQL at parse time.
 A column added to the SQL and the YAML reaches the model with no Python change.
 Before training we also refuse features that are missing, failed or stale.
 """
@@ -132,6 +134,20 @@ def load_spec(model: str = FEATURE_MODEL) -> FeatureSpec:
             raise UserError(
                 f"column {model}.{name}: meta.role must be id, time, label or feature, got {role!r}"
             )
+    declared = {n for names in roles.values() for n in names} | {f.name for f in features}
+    for attribute in (node.get("config") or {}).get("meta", {}).get("attributes") or []:
+        name = attribute.get("name") if isinstance(attribute, dict) else None
+        if not isinstance(name, str):
+            raise UserError(f"{model}: meta.attributes entries need a name, got {attribute!r}")
+        quote_identifier(name)
+        if name in declared:
+            raise UserError(
+                f"column {model}.{name} is declared twice: in the YAML and as a data set "
+                f"attribute (vars.datasets in dbt_project.yml)"
+            )
+        declared.add(name)
+        meta = {k: v for k, v in attribute.items() if k != "name"}
+        features.append(_feature(model, name, meta))
     if unregistered:
         warnings.warn(
             f"{model}: columns without meta.role in the dbt YAML are ignored: "

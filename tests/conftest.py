@@ -13,6 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+ML100K_MINI = REPO / "tests" / "fixtures" / "ml-100k-mini"
 
 # dbt and models_py both honour DBT_TARGET_PATH: the tests keep their manifests
 # and run results out of the repository's target/, which belongs to the user.
@@ -67,6 +68,7 @@ def dbt(
     check: bool = True,
     project_dir: Path | None = None,
     target: str = "sqlite",
+    **env: str,
 ):
     cmd = [str(BIN / "dbt"), *args, "--target", target]
     if project_dir is not None:
@@ -74,7 +76,8 @@ def dbt(
     extensions = next(
         Path(sys.prefix).glob("lib/python*/site-packages/duckdb_ext/extensions"), None
     )
-    env = {"RECSYS_DUCKDB_EXTENSIONS": str(extensions)} if extensions else {}
+    if extensions:
+        env = {"RECSYS_DUCKDB_EXTENSIONS": str(extensions), **env}
     return run_cli(cmd, data_dir, check=check, **env)
 
 

@@ -167,7 +167,7 @@ def test_a_failing_rebuild_keeps_the_last_good_feature_table(tmp_path):
     before = _query(data / "warehouse.db", "select * from fct_impression_features")
 
     mart = project / "dbt_project" / "models" / "marts" / "fct_impression_features.sql"
-    mart.write_text(mart.read_text().replace("users.age_band,", "users.no_such_column,"))
+    mart.write_text(mart.read_text().replace("users.signup_ts", "users.no_such_column"))
     failed = dbt(["run", "-s", "fct_impression_features"], data, project_dir=project, check=False)
     assert failed.returncode != 0
     assert _run_results()["fct_impression_features"] == "error"

@@ -186,19 +186,19 @@ def test_a_feature_added_in_sql_and_yaml_reaches_the_model(tmp_path):
     sql = marts / "fct_impression_features.sql"
     sql.write_text(
         sql.read_text().replace(
-            "        impressions.position,\n",
-            "        impressions.position,\n"
-            "        cast(impressions.event_ts % 86400 as double) / 3600.0 as hour_of_day,\n",
+            "        cast(impressions.event_ts - users.signup_ts",
+            "        cast(impressions.event_ts % 86400 as double) / 3600.0 as hour_of_day,\n"
+            "        cast(impressions.event_ts - users.signup_ts",
         )
     )
     yml = marts / "_marts.yml"
     yml.write_text(
         yml.read_text().replace(
-            "      - name: age_band\n",
+            "      - name: user_tenure_days\n",
             "      - name: hour_of_day\n"
             "        description: Hour of the day of the impression (UTC).\n"
             "        meta: {role: feature, type: numeric, group: context_time}\n"
-            "      - name: age_band\n",
+            "      - name: user_tenure_days\n",
         )
     )
     dbt(["build"], data, project_dir=project)

@@ -1,5 +1,6 @@
 {#- Called by the on-run-start hook: stop with one clear line when raw data is
-    missing, instead of a SQL error deep inside a staging model. Emits no SQL. -#}
+    missing or lacks the active data set's attribute columns, instead of a SQL
+    error deep inside a staging model. Emits no SQL. -#}
 {% macro check_raw_tables() %}
     {% if execute %}
         {% for table in ['users', 'items', 'interactions'] %}
@@ -12,6 +13,18 @@
                     ~ "RECSYS_DATA_DIR=" ~ env_var('RECSYS_DATA_DIR', 'data')
                     ~ "): run `make data` or load your own data first") }}
             {% endif %}
+            {% set entity = {'users': 'user', 'items': 'item', 'interactions': 'context'}[table] %}
+            {% set present = adapter.get_columns_in_relation(relation)
+                | map(attribute='name') | map('lower') | list %}
+            {% for attribute in dataset_attributes(entity) %}
+                {% if attribute['name'] | lower not in present %}
+                    {{ exceptions.raise_compiler_error(
+                        "raw table '" ~ table ~ "' has no column '" ~ attribute['name']
+                        ~ "', an attribute of dataset '" ~ var('dataset')
+                        ~ "' (vars.datasets in dbt_project.yml): set RECSYS_DATASET "
+                        ~ "to the data set loaded into raw.db") }}
+                {% endif %}
+            {% endfor %}
         {% endfor %}
     {% endif %}
 {% endmacro %}

@@ -34,3 +34,10 @@
         {{ (run_started_at.timestamp() * 1000) | int }}
     )
 {% endmacro %}
+
+{#- Serving marts built as of an earlier moment (var serving_as_of_ts, set by
+    `recsys rank`) go to `<name>__as_of`, so they never replace the tables
+    that serving reads. -#}
+{% macro serving_alias(name) %}
+    {{ return(name if var('serving_as_of_ts') is none else name ~ '__as_of') }}
+{% endmacro %}

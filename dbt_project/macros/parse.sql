@@ -25,3 +25,22 @@
 {% macro as_text(expr) %}
     cast({{ expr }} as {{ dbt.type_string() }})
 {% endmacro %}
+
+{#- Parse a raw value into a double, or NULL when it is not a number. -#}
+{% macro parse_double(expr) %}
+    {{ return(adapter.dispatch('parse_double', 'recsys')(expr)) }}
+{% endmacro %}
+
+{% macro default__parse_double(expr) %}
+    try_cast({{ expr }} as double)
+{% endmacro %}
+
+{% macro sqlite__parse_double(expr) %}
+    case
+        when typeof({{ expr }}) in ('integer', 'real') then cast({{ expr }} as real)
+        when typeof({{ expr }}) = 'text'
+            and trim({{ expr }}) glob '*[0-9]*'
+            and trim({{ expr }}) not glob '*[^0-9.eE+-]*'
+            then cast(trim({{ expr }}) as real)
+    end
+{% endmacro %}

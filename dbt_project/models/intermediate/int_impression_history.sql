@@ -32,8 +32,8 @@ impressions_with_category as (
         impressions.item_id,
         impressions.event_ts,
         impressions.clicked,
-        impressions.position,
         items.category
+        {{- attribute_columns('context', 'impressions') }}
     from impressions
     inner join items on impressions.item_id = items.item_id
 
@@ -46,8 +46,8 @@ history as (
         user_id,
         item_id,
         event_ts,
-        clicked,
-        position,
+        clicked
+        {{- attribute_columns('context', 'impressions_with_category') }},
 
         count(*) over user_prior as user_prior_impressions,
         coalesce(sum(clicked) over user_prior, 0) as user_prior_clicks,

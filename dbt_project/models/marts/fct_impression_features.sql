@@ -1,7 +1,11 @@
 -- One row per staged impression: ids, time, label, and every feature the model
 -- reads, all computed from events strictly before the impression. The YAML
 -- beside this file is the feature registry: each column's meta says its role,
--- type and group, and the Python package reads it from the dbt manifest.
+-- type and group, and the Python package reads it from the dbt manifest. The
+-- data set's attribute columns (vars.datasets in dbt_project.yml) are
+-- registered through this model's meta instead, set here at parse time.
+{{ config(meta={'attributes': feature_attributes()}) }}
+
 with
 
 history as (
@@ -42,19 +46,15 @@ features as (
         impressions.user_id,
         impressions.item_id,
         impressions.event_ts,
-        impressions.clicked,
+        impressions.clicked
 
-        impressions.position,
+        {{- attribute_columns('context', 'impressions') }}
+        {{- attribute_columns('user', 'users') }}
+        {{- attribute_columns('item', 'items') }},
 
-        users.age_band,
-        users.region,
-        users.account_tier,
-        users.device,
         cast(impressions.event_ts - users.signup_ts as double) / 86400.0 as user_tenure_days,
 
         items.category,
-        items.price_band,
-        items.brand,
         cast(impressions.event_ts - items.created_ts as double) / 86400.0 as item_age_days,
 
         impressions.user_prior_impressions,

@@ -1,23 +1,31 @@
--- One row per staged item: attributes and history aggregates as of the end of
--- the data (one second after the last staged event), for serving. Column names
--- match fct_impression_features so a scorer assembles the same features.
+-- One row per item known at the serving moment (int_serving_as_of: the end of
+-- the data unless var serving_as_of_ts is set): attributes and history
+-- aggregates over the events before it. Column names match
+-- fct_impression_features so a scorer assembles the same features;
+-- item_recent_clicks is for the popularity ranking, not a model feature.
+{{ config(alias=serving_alias('item_features_latest')) }}
+
 with
+
+as_of as (
+
+    select * from {{ ref('int_serving_as_of') }}
+
+),
 
 impressions as (
 
-    select * from {{ ref('stg_interactions') }}
+    select impressions.*
+    from {{ ref('stg_interactions') }} as impressions
+    inner join as_of on impressions.event_ts < as_of.as_of_ts
 
 ),
 
 items as (
 
-    select * from {{ ref('stg_items') }}
-
-),
-
-as_of as (
-
-    select * from {{ ref('int_serving_as_of') }}
+    select items.*
+    from {{ ref('stg_items') }} as items
+    inner join as_of on coalesce(items.created_ts, 0) < as_of.as_of_ts
 
 ),
 
@@ -33,7 +41,14 @@ item_totals as (
                     then 1
                 else 0
             end
-        ) as item_recent_impressions
+        ) as item_recent_impressions,
+        sum(
+            case
+                when impressions.event_ts >= as_of.as_of_ts - {{ var('item_popularity_window_s') }}
+                    then impressions.clicked
+                else 0
+            end
+        ) as item_recent_clicks
     from impressions
     cross join as_of
     group by impressions.item_id
@@ -45,16 +60,16 @@ final as (
     select
         items.item_id,
         as_of.as_of_ts,
-        items.category,
-        items.price_band,
-        items.brand,
+        items.category
+        {{- attribute_columns('item', 'items') }},
         cast(as_of.as_of_ts - items.created_ts as double) / 86400.0 as item_age_days,
         coalesce(item_totals.item_prior_impressions, 0) as item_prior_impressions,
         coalesce(item_totals.item_prior_clicks, 0) as item_prior_clicks,
         {{ smoothed_ctr('coalesce(item_totals.item_prior_clicks, 0)',
                         'coalesce(item_totals.item_prior_impressions, 0)',
                         'as_of.ctr_prior') }} as item_ctr,
-        coalesce(item_totals.item_recent_impressions, 0) as item_recent_impressions
+        coalesce(item_totals.item_recent_impressions, 0) as item_recent_impressions,
+        coalesce(item_totals.item_recent_clicks, 0) as item_recent_clicks
     from items
     cross join as_of
     left join item_totals on items.item_id = item_totals.item_id

@@ -1,17 +1,30 @@
--- One row per (staged user, category): the user's history on that category as
--- of the end of the data, for serving. Dense over users x categories, so every
--- candidate item finds its row; pairs with no history get 0 and the prior.
+-- One row per (user, category) known at the serving moment: the user's history
+-- on that category over the events before it. Dense over users x categories,
+-- so every candidate item finds its row; pairs with no history get 0 and the
+-- prior.
+{{ config(alias=serving_alias('user_category_features_latest')) }}
+
 with
+
+as_of as (
+
+    select * from {{ ref('int_serving_as_of') }}
+
+),
 
 impressions as (
 
-    select * from {{ ref('stg_interactions') }}
+    select impressions.*
+    from {{ ref('stg_interactions') }} as impressions
+    inner join as_of on impressions.event_ts < as_of.as_of_ts
 
 ),
 
 users as (
 
-    select user_id from {{ ref('stg_users') }}
+    select users.user_id
+    from {{ ref('stg_users') }} as users
+    inner join as_of on coalesce(users.signup_ts, 0) < as_of.as_of_ts
 
 ),
 
@@ -27,12 +40,6 @@ items as (
 categories as (
 
     select distinct category from items
-
-),
-
-as_of as (
-
-    select * from {{ ref('int_serving_as_of') }}
 
 ),
 

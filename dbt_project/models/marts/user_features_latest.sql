@@ -1,23 +1,30 @@
--- One row per staged user: profile and history aggregates as of the end of the
--- data (one second after the last staged event), for serving. Column names
--- match fct_impression_features so a scorer assembles the same features.
+-- One row per user known at the serving moment (int_serving_as_of: the end of
+-- the data unless var serving_as_of_ts is set): profile and history aggregates
+-- over the events before it. Column names match fct_impression_features so a
+-- scorer assembles the same features.
+{{ config(alias=serving_alias('user_features_latest')) }}
+
 with
+
+as_of as (
+
+    select * from {{ ref('int_serving_as_of') }}
+
+),
 
 impressions as (
 
-    select * from {{ ref('stg_interactions') }}
+    select impressions.*
+    from {{ ref('stg_interactions') }} as impressions
+    inner join as_of on impressions.event_ts < as_of.as_of_ts
 
 ),
 
 users as (
 
-    select * from {{ ref('stg_users') }}
-
-),
-
-as_of as (
-
-    select * from {{ ref('int_serving_as_of') }}
+    select users.*
+    from {{ ref('stg_users') }} as users
+    inner join as_of on coalesce(users.signup_ts, 0) < as_of.as_of_ts
 
 ),
 
@@ -38,11 +45,8 @@ final as (
 
     select
         users.user_id,
-        as_of.as_of_ts,
-        users.age_band,
-        users.region,
-        users.account_tier,
-        users.device,
+        as_of.as_of_ts
+        {{- attribute_columns('user', 'users') }},
         cast(as_of.as_of_ts - users.signup_ts as double) / 86400.0 as user_tenure_days,
         coalesce(user_totals.user_prior_impressions, 0) as user_prior_impressions,
         coalesce(user_totals.user_prior_clicks, 0) as user_prior_clicks,

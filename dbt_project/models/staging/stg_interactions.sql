@@ -13,8 +13,8 @@ clean as (
         user_id,
         item_id,
         event_ts,
-        clicked,
-        position
+        clicked
+        {{- attribute_columns('context', 'checked') }}
     from checked
     where reason is null
 

@@ -33,8 +33,10 @@ parsed as (
         {{ parse_bigint('user_id') }} as user_id,
         {{ parse_bigint('item_id') }} as item_id,
         {{ parse_bigint('event_ts') }} as event_ts,
-        {{ parse_bigint('clicked') }} as clicked,
-        {{ parse_bigint('position') }} as position
+        {{ parse_bigint('clicked') }} as clicked
+        {%- for attribute in dataset_attributes('context') %},
+        {{ parse_attribute(attribute) }} as {{ attribute['name'] }}
+        {%- endfor %}
     from source
 
 ),
@@ -104,7 +106,9 @@ final as (
         item_id,
         event_ts,
         clicked,
-        position,
+        {%- for attribute in dataset_attributes('context') %}
+        {{ attribute['name'] }},
+        {%- endfor %}
         case
             when row_reason is not null then row_reason
             when copy_number > 1 then 'duplicate_interaction_id'

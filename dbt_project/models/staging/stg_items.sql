@@ -10,10 +10,11 @@ parsed as (
 
     select
         {{ parse_bigint('item_id') }} as item_id,
-        cast(category as {{ dbt.type_string() }}) as category,
-        cast(price_band as {{ dbt.type_string() }}) as price_band,
-        cast(brand as {{ dbt.type_string() }}) as brand,
+        coalesce(cast(category as {{ dbt.type_string() }}), 'unknown') as category,
         {{ parse_bigint('created_ts') }} as created_ts
+        {%- for attribute in dataset_attributes('item') %},
+        {{ parse_attribute(attribute) }} as {{ attribute['name'] }}
+        {%- endfor %}
     from source
 
 )

@@ -10,11 +10,10 @@ parsed as (
 
     select
         {{ parse_bigint('user_id') }} as user_id,
-        {{ parse_bigint('signup_ts') }} as signup_ts,
-        cast(age_band as {{ dbt.type_string() }}) as age_band,
-        cast(region as {{ dbt.type_string() }}) as region,
-        cast(account_tier as {{ dbt.type_string() }}) as account_tier,
-        cast(device as {{ dbt.type_string() }}) as device
+        {{ parse_bigint('signup_ts') }} as signup_ts
+        {%- for attribute in dataset_attributes('user') %},
+        {{ parse_attribute(attribute) }} as {{ attribute['name'] }}
+        {%- endfor %}
     from source
 
 )

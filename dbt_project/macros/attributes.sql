@@ -1,0 +1,59 @@
+{#- Attribute columns of the active data set: var('dataset') picks an entry of
+    var('datasets') in dbt_project.yml. entity is user, item or context. -#}
+{% macro dataset_attributes(entity) %}
+    {% set name = var('dataset') %}
+    {% set datasets = var('datasets') %}
+    {% if name not in datasets %}
+        {{ exceptions.raise_compiler_error(
+            "unknown dataset '" ~ name ~ "' (RECSYS_DATASET): vars.datasets in "
+            ~ "dbt_project.yml declares " ~ (datasets.keys() | list | join(', '))) }}
+    {% endif %}
+    {{ return(datasets[name].get(entity ~ '_attributes') or []) }}
+{% endmacro %}
+
+{#- The attributes as registry entries for the feature mart's meta: every field
+    models_py needs, with the group defaulting to the entity's profile. -#}
+{% macro feature_attributes() %}
+    {% set defaults = {'user': 'user_profile', 'item': 'item_profile', 'context': 'context'} %}
+    {% set entries = [] %}
+    {% for entity in ['user', 'item', 'context'] %}
+        {% for attribute in dataset_attributes(entity) %}
+            {% set entry = {
+                'name': attribute['name'],
+                'type': attribute['type'],
+                'group': attribute.get('group') or defaults[entity],
+                'nullable': true,
+            } %}
+            {% if attribute.get('transform') %}
+                {% do entry.update({'transform': attribute['transform']}) %}
+            {% endif %}
+            {% if attribute.get('serving_value') is not none %}
+                {% do entry.update({'serving_value': attribute['serving_value']}) %}
+            {% endif %}
+            {% do entries.append(entry) %}
+        {% endfor %}
+    {% endfor %}
+    {{ return(entries) }}
+{% endmacro %}
+
+{#- Parse a raw attribute by its declared type: numeric to double (NULL when
+    not a number), categorical to text. -#}
+{% macro parse_attribute(attribute) %}
+    {%- if attribute['type'] == 'numeric' -%}
+        {{ parse_double(attribute['name']) }}
+    {%- elif attribute['type'] == 'categorical' -%}
+        {{ as_text(attribute['name']) }}
+    {%- else -%}
+        {{ exceptions.raise_compiler_error(
+            "attribute '" ~ attribute['name'] ~ "' of dataset '" ~ var('dataset')
+            ~ "': type must be categorical or numeric, got '" ~ attribute['type'] ~ "'") }}
+    {%- endif -%}
+{% endmacro %}
+
+{#- ", relation.attr_1, relation.attr_2": the entity's attribute columns as a
+    select-list continuation (empty when the data set declares none). -#}
+{% macro attribute_columns(entity, relation) %}
+    {%- for attribute in dataset_attributes(entity) -%}
+        , {{ relation }}.{{ attribute['name'] }}
+    {% endfor -%}
+{% endmacro %}
