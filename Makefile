@@ -2,6 +2,7 @@
 # depends on `setup`, so a fresh clone needs nothing but Python 3.11.
 #
 #   make all                  generate the default world, build features, train, evaluate
+#   make all DATASET=movielens ML100K_DIR=~/ml-100k      the same on MovieLens-100K
 #   make test                 the test suite (CI runs exactly this)
 #   RECSYS_DATA_DIR=/tmp/w make all IMPRESSIONS=100000   keep worlds apart
 
@@ -10,9 +11,26 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
+# Which data set: synthetic (generated), movielens (ML100K_DIR=the ml-100k folder)
+# or csv (CSV_DIR holding users.csv, items.csv, interactions.csv). Each non-default
+# data set lives in its own data dir, and dbt reads its attribute mapping from
+# vars.datasets in dbt_project.yml. Pass the same DATASET to every later verb.
+DATASET ?= synthetic
+export RECSYS_DATASET := $(DATASET)
+ifeq ($(DATASET),synthetic)
 export RECSYS_DATA_DIR ?= data
+else
+export RECSYS_DATA_DIR ?= data/$(DATASET)
+# its dbt manifest too, so switching data sets never mixes their feature lists
+export DBT_TARGET_PATH ?= $(RECSYS_DATA_DIR)/target
+endif
+ML100K_DIR ?=
+CSV_DIR ?=
 TARGET ?= sqlite
 export RECSYS_TARGET := $(TARGET)
+# Training defaults per data set (configs/<dataset>.json), when the file exists.
+TRAIN_CONFIG ?= $(wildcard configs/$(DATASET).json)
+CONFIG_ARG := $(if $(TRAIN_CONFIG),--config $(TRAIN_CONFIG),)
 
 IMPRESSIONS ?= 1000000
 USERS ?= 20000
@@ -22,7 +40,7 @@ SEED ?= 42
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data features train evaluate all ablate recommend score bench mlflow-ui test lint clean
+.PHONY: setup data features train evaluate all ablate recommend score rank bench mlflow-ui test lint clean
 
 setup: $(STAMP)
 
@@ -33,15 +51,26 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 data: setup
+ifeq ($(DATASET),synthetic)
 	$(BIN)/python -m seeds_gen synthetic --impressions $(IMPRESSIONS) --users $(USERS) \
 		--items $(ITEMS) --days $(DAYS) --seed $(SEED)
+else ifeq ($(DATASET),movielens)
+	@test -n "$(ML100K_DIR)" || { echo "error: DATASET=movielens needs ML100K_DIR=/path/to/ml-100k" >&2; exit 2; }
+	$(BIN)/python -m seeds_gen movielens "$(ML100K_DIR)"
+else ifeq ($(DATASET),csv)
+	@test -n "$(CSV_DIR)" || { echo "error: DATASET=csv needs CSV_DIR=/folder/with/the/csv/files" >&2; exit 2; }
+	$(BIN)/python -m seeds_gen csv --users "$(CSV_DIR)/users.csv" --items "$(CSV_DIR)/items.csv" \
+		--interactions "$(CSV_DIR)/interactions.csv"
+else
+	@echo "error: unknown DATASET=$(DATASET) (synthetic, movielens or csv)" >&2; exit 2
+endif
 
 features: setup
 	mkdir -p "$(RECSYS_DATA_DIR)"
 	$(BIN)/dbt build --target $(TARGET)
 
 train: setup
-	$(BIN)/recsys train $(TRAIN_ARGS)
+	$(BIN)/recsys train $(CONFIG_ARG) $(TRAIN_ARGS)
 
 evaluate: setup
 	$(BIN)/recsys evaluate
@@ -49,7 +78,7 @@ evaluate: setup
 all: data features train evaluate
 
 ablate: setup
-	$(BIN)/recsys ablate $(TRAIN_ARGS)
+	$(BIN)/recsys ablate $(CONFIG_ARG) $(TRAIN_ARGS)
 
 K ?= 10
 recommend: setup
@@ -57,6 +86,9 @@ recommend: setup
 
 score: setup
 	$(BIN)/recsys score -k $(K)
+
+rank: setup
+	$(BIN)/recsys rank
 
 MLFLOW_PORT ?= 5000
 mlflow-ui: setup

@@ -6,10 +6,11 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from seeds_gen import paths
 from seeds_gen.errors import UserError
-from seeds_gen.load import check_writable, write_tables_atomically
+from seeds_gen.load import Table, check_writable, write_tables_atomically
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +36,84 @@ def _build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--days", type=int, default=60)
     syn.add_argument("--seed", type=int, default=42)
     syn.add_argument("--data-dir", default=None, help="default: $RECSYS_DATA_DIR or ./data")
+
+    ml = sub.add_parser(
+        "movielens",
+        help="import a MovieLens-100K folder (u.data, u.user, u.item, ...) into raw.db",
+    )
+    ml.add_argument("path", help="the ml-100k folder")
+    ml.add_argument(
+        "--min-rating", type=int, default=4, help="a rating >= this counts as a click (default 4)"
+    )
+    ml.add_argument("--data-dir", default=None, help="default: $RECSYS_DATA_DIR or ./data")
+
+    csv = sub.add_parser("csv", help="load users, items and interactions CSV files into raw.db")
+    csv.add_argument("--users", required=True, help="users.csv (user_id, signup_ts, ...)")
+    csv.add_argument("--items", required=True, help="items.csv (item_id, category, created_ts)")
+    csv.add_argument(
+        "--interactions",
+        required=True,
+        help="interactions.csv (interaction_id, user_id, item_id, event_ts, clicked, ...)",
+    )
+    csv.add_argument("--data-dir", default=None, help="default: $RECSYS_DATA_DIR or ./data")
     return parser
+
+
+def _write(target: Path, tables: list[Table], started: float) -> None:
+    write_tables_atomically(target, tables)
+    seconds = time.perf_counter() - started
+    rows = sum(len(t) for t in tables)
+    sizes = ", ".join(f"{len(t):,} {t.name}" for t in tables)
+    print(f"wrote {target}: {sizes} in {seconds:.1f}s ({rows / max(seconds, 1e-9):,.0f} rows/s)")
+
+
+def run_movielens(args: argparse.Namespace) -> None:
+    from seeds_gen.movielens import load_movielens
+
+    if not 1 <= args.min_rating <= 5:
+        raise UserError(f"--min-rating must be between 1 and 5, got {args.min_rating}")
+    target = paths.raw_db_path(args.data_dir)
+    check_writable(target.parent)
+    started = time.perf_counter()
+    imported = load_movielens(Path(args.path), args.min_rating)
+    _write(target, imported.tables, started)
+    print(
+        f"{imported.ratings:,} ratings, {imported.clicks:,} clicks (rating >= "
+        f"{args.min_rating}, {imported.clicks / max(imported.ratings, 1):.1%}); "
+        f"build features with RECSYS_DATASET=movielens"
+    )
+    _report_suspects(len(imported.malformed), imported.malformed[:5], "malformed rating lines")
+
+
+def run_csv(args: argparse.Namespace) -> None:
+    from seeds_gen.csv_import import load_csv
+
+    target = paths.raw_db_path(args.data_dir)
+    check_writable(target.parent)
+    started = time.perf_counter()
+    imported = load_csv(Path(args.users), Path(args.items), Path(args.interactions))
+    _write(target, imported.tables, started)
+    for table, columns in imported.extra_columns.items():
+        if columns:
+            print(
+                f"raw.{table}: extra columns {', '.join(columns)} loaded as text; declare "
+                f"the ones to use under vars.datasets.csv in dbt_project.yml"
+            )
+    print("build features with RECSYS_DATASET=csv")
+    _report_suspects(imported.suspect_rows, imported.problems, "interactions with bad values")
+
+
+def _report_suspects(count: int, examples: list[str], what: str) -> None:
+    if not count:
+        return
+    sys.stdout.flush()  # keep the summary above the warning
+    print(
+        f"warning: {count:,} {what} were loaded as they are; dbt staging will "
+        f"quarantine them in rejected_interactions",
+        file=sys.stderr,
+    )
+    for example in examples:
+        print(f"  {example}", file=sys.stderr)
 
 
 def run_synthetic(args: argparse.Namespace) -> None:
@@ -82,8 +160,7 @@ def run_synthetic(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
-        if args.command == "synthetic":
-            run_synthetic(args)
+        {"synthetic": run_synthetic, "movielens": run_movielens, "csv": run_csv}[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
