@@ -94,6 +94,28 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--run", help="run directory (default: runs/latest)")
     score.add_argument("--quiet", action="store_true", help="no progress bar")
     score.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
+
+    rank = sub.add_parser(
+        "rank", help="Recall@K and NDCG@K on the test period, beside a popularity ranking"
+    )
+    rank.add_argument(
+        "-k",
+        type=int,
+        action="append",
+        dest="ks",
+        metavar="K",
+        help="list length; repeat for several (default: 10 and 50)",
+    )
+    rank.add_argument(
+        "--users",
+        type=int,
+        default=1000,
+        help="evaluate at most this many users, sampled with the run's seed (default 1000)",
+    )
+    rank.add_argument("--run", help="run directory (default: runs/latest)")
+    rank.add_argument("--quiet", action="store_true", help="no progress bar")
+    rank.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
+    rank.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     return parser
 
 
@@ -280,12 +302,32 @@ def cmd_score(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_rank(args: argparse.Namespace) -> None:
+    from models_py.ranking import RANKINGS, rank, table
+    from models_py.runs import resolve_run
+    from models_py.tracking import Tracker
+
+    run_dir = resolve_run(args.run)
+    result = rank(run_dir, args.target, args.ks, args.users, progress=not args.quiet)
+    tracker = Tracker(not args.no_track, f"{run_dir.name}-rank", "rank")
+    tracker.params({"run": run_dir.name, "users": args.users})
+    tracker.metrics({name: result[name] for name in RANKINGS})
+    tracker.end()
+    print(table(result))
+    print(
+        f"{result['users_evaluated']:,} users (of {result['users_eligible']:,} with test "
+        f"clicks) x {result['candidates']:,} candidate items, scored at "
+        f"{result['pairs_per_second']:,} pairs/s; wrote {run_dir}/ranking.json"
+    )
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "ablate": cmd_ablate,
     "recommend": cmd_recommend,
     "score": cmd_score,
+    "rank": cmd_rank,
 }
 
 

@@ -32,6 +32,7 @@ USER_TABLE = "user_features_latest"
 ITEM_TABLE = "item_features_latest"
 USER_CATEGORY_TABLE = "user_category_features_latest"
 PREDICTIONS = "predictions"
+AS_OF_SUFFIX = "__as_of"  # the marts as of an earlier moment (models_py.ranking)
 
 
 @dataclass
@@ -76,7 +77,11 @@ def _read(conn: Any, warehouse: Warehouse, table: str) -> pd.DataFrame:
     return pd.read_sql(sql, conn)
 
 
-def load_scorer(run: str | Path | None = None, target: str | None = None) -> Scorer:
+def load_scorer(
+    run: str | Path | None = None, target: str | None = None, suffix: str = ""
+) -> Scorer:
+    """The run's best checkpoint with the serving marts (``suffix``: their ``__as_of``
+    build, for ranking on the test period)."""
     run_dir = resolve_run(run)
     payload = checkpoint.load(run_dir / checkpoint.BEST)
     config = TrainConfig.from_dict(payload["config"], source=str(run_dir))
@@ -90,7 +95,10 @@ def load_scorer(run: str | Path | None = None, target: str | None = None) -> Sco
     load_spec()  # the manifest must exist: the marts below are dbt's
     conn = warehouse.connect()
     try:
-        tables = [_read(conn, warehouse, t) for t in (USER_TABLE, ITEM_TABLE, USER_CATEGORY_TABLE)]
+        tables = [
+            _read(conn, warehouse, t + suffix)
+            for t in (USER_TABLE, ITEM_TABLE, USER_CATEGORY_TABLE)
+        ]
     except Exception as exc:  # a missing mart: the engines raise different errors
         raise UserError(
             f"serving marts missing in {warehouse.path} ({exc}): run `make features`"

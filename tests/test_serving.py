@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import sqlite3
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -101,3 +105,54 @@ def test_a_failed_score_leaves_the_previous_predictions_intact(
     with sqlite3.connect(world / "warehouse.db") as conn:
         after = pd.read_sql("select * from predictions", conn)
     pd.testing.assert_frame_equal(before, after)
+
+
+def test_recall_and_ndcg_match_hand_computed_values():
+    from models_py.ranking import recall_ndcg
+
+    # relevant {a, c}; list a, b, c: hits at ranks 1 and 3
+    recall, ndcg = recall_ndcg(["a", "b", "c"], {"a", "c"}, 3)
+    assert recall == 1.0
+    assert ndcg == pytest.approx((1 + 1 / 2) / (1 + 1 / np.log2(3)))
+    recall, ndcg = recall_ndcg(["b", "a", "c"], {"a", "c", "d"}, 2)
+    assert recall == pytest.approx(1 / 3)
+    assert ndcg == pytest.approx((1 / np.log2(3)) / (1 + 1 / np.log2(3)))
+
+
+def test_rank_scores_the_test_period_from_marts_built_before_it(built_world, trained_run, tmp_path):
+    world = copy_world(built_world, tmp_path / "world", runs=True)
+    target = world / "target"
+    shutil.copytree(os.environ["DBT_TARGET_PATH"], target)
+    env = {"DBT_TARGET_PATH": str(target)}
+    results_before = (target / "run_results.json").read_bytes()
+    with sqlite3.connect(world / "warehouse.db") as conn:
+        serving_before = pd.read_sql("select * from user_features_latest", conn)
+
+    out = recsys(["rank", "-k", "5", "-k", "20", "--quiet", "--no-track"], world, **env).stdout
+    assert "Recall@5" in out and "NDCG@20" in out and "popularity" in out
+    result = json.loads(((world / "runs" / "latest") / "ranking.json").read_text())
+    for name in ("model", "popularity", "model_x_exposure"):
+        assert set(result[name]) == {"recall_at_5", "recall_at_20", "ndcg_at_5", "ndcg_at_20"}
+        assert all(0 <= v <= 1 for v in result[name].values())
+        assert result[name]["recall_at_20"] >= result[name]["recall_at_5"]
+    assert result["popularity"]["recall_at_20"] > 0 and result["users_evaluated"] > 10
+
+    with sqlite3.connect(world / "warehouse.db") as conn:
+        events = pd.read_sql("select user_id, item_id, event_ts from stg_interactions", conn)
+        as_of = pd.read_sql("select * from user_features_latest__as_of", conn)
+        items_as_of = pd.read_sql("select item_id from item_features_latest__as_of", conn)
+        created = pd.read_sql("select item_id, created_ts from stg_items", conn)
+        serving_after = pd.read_sql("select * from user_features_latest", conn)
+    cut = result["as_of_ts"]
+    assert (as_of["as_of_ts"] == cut).all()
+    # the as-of marts count only events before the cut: no test-period leak
+    before = events[events["event_ts"] < cut].groupby("user_id").size()
+    counts = as_of.set_index("user_id")["user_prior_impressions"]
+    assert (counts == before.reindex(counts.index, fill_value=0)).all()
+    assert events["event_ts"].max() >= cut  # the cut really is inside the data
+    # candidates are the items that existed before the cut
+    existing = set(created.loc[created["created_ts"] < cut, "item_id"])
+    assert set(items_as_of["item_id"]) == existing
+    # serving tables and dbt's artifacts are untouched
+    pd.testing.assert_frame_equal(serving_before, serving_after)
+    assert (target / "run_results.json").read_bytes() == results_before
