@@ -69,8 +69,12 @@ features: setup
 	mkdir -p "$(RECSYS_DATA_DIR)"
 	$(BIN)/dbt build --target $(TARGET)
 
+# NPROC=2 trains with 2 processes (torchrun, DistributedDataParallel; gloo on CPU)
+NPROC ?= 1
+TRAINER := $(if $(filter 1,$(NPROC)),$(BIN)/recsys,$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC) -m models_py)
+
 train: setup
-	$(BIN)/recsys train $(CONFIG_ARG) $(TRAIN_ARGS)
+	$(TRAINER) train $(CONFIG_ARG) $(TRAIN_ARGS)
 
 evaluate: setup
 	$(BIN)/recsys evaluate

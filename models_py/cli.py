@@ -137,7 +137,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from models_py import checkpoint
+    from models_py import checkpoint, distributed
     from models_py.config import TrainConfig, load_config
     from models_py.data import Encoders
     from models_py.evaluate import evaluate, terminal_table
@@ -156,16 +156,35 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise UserError(
                 "--resume continues a run with its own configuration; drop the training options"
             )
+    else:
+        config = load_config(args.config).with_overrides(**_overrides(args))
+
+    # Under torchrun, rank 0 reads the features first (filling the cache), the
+    # others then read the cache; only rank 0 writes the run and reports.
+    dist = distributed.init_from_env(config.device)
+    if not dist.is_main:
+        distributed.barrier(dist)
+    if resume_from is not None:
         data = prepare(
             config,
             target=args.target,
             encoders=Encoders.from_dict(resume_from["encoders"]),
             spec=FeatureSpec.from_dict(resume_from["spec"]),
         )
+    else:
+        data = prepare(config, target=args.target)
+    if dist.is_main:
+        distributed.barrier(dist)
+    if not dist.is_main:
+        try:
+            train(config, data, run_dir if resume_from else Path(), resume_from, False, None, dist)
+        finally:
+            distributed.shutdown(dist)
+        return
+
+    if resume_from is not None:
         print(f"resuming {run_dir} at step {resume_from['state']['step']:,}")
     else:
-        config = load_config(args.config).with_overrides(**_overrides(args))
-        data = prepare(config, target=args.target)
         run_dir = new_run_dir()
         write_json(
             run_dir / "config.json", {"config": config.to_dict(), "features": data.spec.to_dict()}
@@ -174,6 +193,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             f"run {run_dir}: {len(data.train_rows):,} training rows, "
             f"{len(data.split.validation):,} validation, {len(data.split.test):,} test, "
             f"{len(data.spec.features)} features"
+            + (f", {dist.world} processes ({dist.backend})" if dist.enabled else "")
         )
 
     tracker = Tracker(
@@ -196,10 +216,13 @@ def cmd_train(args: argparse.Namespace) -> None:
             resume_from=resume_from,
             progress=not args.quiet,
             on_eval=log_eval,
+            dist=dist,
         )
     except BaseException:
         tracker.end("KILLED")
         raise
+    finally:
+        distributed.shutdown(dist)
     best = checkpoint.load(run_dir / checkpoint.BEST)
     model = build_model(data.spec, data.encoders, config)
     model.load_state_dict(best["model"])

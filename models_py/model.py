@@ -23,12 +23,13 @@ class CTRModel(nn.Module):
         interaction: str,
         user_slot: int | None,
         item_slot: int | None,
+        sparse: bool = True,
     ) -> None:
         super().__init__()
         self.n_fields = len(cardinalities)
         offsets = torch.tensor([0, *cardinalities[:-1]], dtype=torch.int64).cumsum(0)
         self.register_buffer("offsets", offsets if cardinalities else torch.zeros(0))
-        self.embedding = nn.Embedding(max(sum(cardinalities), 1), embedding_dim, sparse=True)
+        self.embedding = nn.Embedding(max(sum(cardinalities), 1), embedding_dim, sparse=sparse)
         nn.init.normal_(self.embedding.weight, std=0.01)
         self.interaction = interaction
         self.user_slot = user_slot

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from models_py import checkpoint, metrics
 from models_py.config import TrainConfig
 from models_py.data import Encoded, Encoders, categorical_slots, numeric_width
+from models_py.distributed import Dist, broadcast
 from models_py.model import CTRModel
 from models_py.pipeline import Prepared
 from models_py.registry import FeatureSpec
@@ -51,7 +52,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(spec: FeatureSpec, encoders: Encoders, config: TrainConfig) -> CTRModel:
+def build_model(
+    spec: FeatureSpec, encoders: Encoders, config: TrainConfig, sparse: bool = True
+) -> CTRModel:
     slots = categorical_slots(spec, encoders)
     names = [name for name, _ in slots]
     user, item = spec.entity_column("user"), spec.entity_column("item")
@@ -64,6 +67,7 @@ def build_model(spec: FeatureSpec, encoders: Encoders, config: TrainConfig) -> C
         interaction=config.interaction,
         user_slot=names.index(user) if user in names else None,
         item_slot=names.index(item) if item in names else None,
+        sparse=sparse,
     )
 
 
@@ -106,17 +110,32 @@ def train(
     resume_from: dict[str, Any] | None = None,
     progress: bool = True,
     on_eval: Any = None,
+    dist: Dist | None = None,
 ) -> tuple[CTRModel, TrainState]:
-    """Train until the step budget or early stopping; best.pt holds the best model."""
+    """Train until the step budget or early stopping; best.pt holds the best model.
+
+    Under torchrun (``dist`` with several processes) each process takes its share
+    of every global batch and DDP averages the gradients; rank 0 evaluates and
+    writes the checkpoints."""
+    dist = dist or Dist()
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     device = pick_device(config)
-    model = build_model(data.spec, data.encoders, config).to(device)
+    if device.type == "cuda" and dist.enabled:
+        device = torch.device("cuda", dist.local_rank)
+    model = build_model(data.spec, data.encoders, config, dist.sparse_embeddings).to(device)
+    net: nn.Module = model
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [dist.local_rank] if device.type == "cuda" else None
+        net = DistributedDataParallel(model, device_ids=ids)
+    embedding_optimizer = torch.optim.SparseAdam if dist.sparse_embeddings else torch.optim.Adam
     optimizers: dict[str, torch.optim.Optimizer] = {
         "dense": torch.optim.AdamW(
             model.dense_parameters(), lr=config.lr, weight_decay=config.weight_decay
         ),
-        "sparse": torch.optim.SparseAdam(model.sparse_parameters(), lr=config.embedding_lr),
+        "sparse": embedding_optimizer(model.sparse_parameters(), lr=config.embedding_lr),
     }
     state = TrainState()
     if resume_from is not None:
@@ -142,7 +161,7 @@ def train(
     bar = tqdm(
         total=total_steps,
         initial=state.step,
-        disable=not progress,
+        disable=not progress or not dist.is_main,
         unit="step",
         desc="train",
         dynamic_ncols=True,
@@ -157,8 +176,9 @@ def train(
             permutation_epoch = epoch
         assert permutation is not None
         rows = permutation[position * config.batch_size : (position + 1) * config.batch_size]
-        logits = model(train_data.categorical[rows], train_data.numeric[rows])
-        loss = loss_fn(logits, train_data.label[rows])
+        mine = rows[dist.rank :: dist.world]  # this process's share of the global batch
+        logits = net(train_data.categorical[mine], train_data.numeric[mine])
+        loss = loss_fn(logits, train_data.label[mine])
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -172,7 +192,10 @@ def train(
         )
         bar.update(1)
 
-        if state.step % eval_every == 0 or state.step == total_steps:
+        if (state.step % eval_every == 0 or state.step == total_steps) and not dist.is_main:
+            state = broadcast(dist, None)  # rank 0 evaluates and decides on stopping
+            started = time.perf_counter()
+        elif state.step % eval_every == 0 or state.step == total_steps:
             state.train_seconds += time.perf_counter() - started
             val_auc = metrics.auc(y_val, predict(model, validation, device))
             state.history.append(
@@ -198,6 +221,7 @@ def train(
             )
             if on_eval is not None:
                 on_eval(state.history[-1])
+            broadcast(dist, state)
             started = time.perf_counter()
     bar.close()
     return model, state

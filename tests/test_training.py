@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from models_py.config import TrainConfig
 from models_py.data import encode_category, time_split
 from models_py.pipeline import prepare
 from models_py.train import build_model, train
-from tests.conftest import copy_project, copy_world, dbt, generate, recsys, run_cli
+from tests.conftest import REPO, copy_project, copy_world, dbt, generate, recsys, run_cli
 
 FAST = ["--epochs", "1", "--batch-size", "512", "--quiet"]
 
@@ -346,3 +347,27 @@ def test_training_from_duckdb_matches_training_from_sqlite(built_world, tmp_path
     assert aucs["duckdb"]["test"]["logloss"] == pytest.approx(
         aucs["sqlite"]["test"]["logloss"], abs=1e-9
     )
+
+
+def test_two_processes_reach_the_validation_auc_of_one(built_world, tmp_path):
+    world = copy_world(built_world, tmp_path / "world")
+    target = shutil.copytree(os.environ["DBT_TARGET_PATH"], world / "target")
+    env = {k: v for k, v in os.environ.items() if k != "DBT_TARGET_PATH"}
+    env.update(RECSYS_DATA_DIR=str(world), DBT_TARGET_PATH=str(target))
+    args = "--epochs 2 --batch-size 512 --quiet --no-track --no-baselines"
+    best = {}
+    for nproc in (1, 2):
+        result = subprocess.run(
+            ["make", "train", f"NPROC={nproc}", f"TRAIN_ARGS={args}", f"PYTHON={sys.executable}"],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+        metrics = json.loads(((world / "runs" / "latest") / "metrics.json").read_text())
+        best[nproc] = metrics["train"]["best_val_auc"]
+        assert metrics["train"]["steps"] == 64  # same global batches, same step count
+    assert "2 processes (gloo)" in result.stdout
+    assert abs(best[2] - best[1]) < 0.005, best
