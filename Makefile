@@ -102,6 +102,7 @@ mlflow-ui: setup
 
 BENCH_SIZES ?= 1000000
 bench: setup
+	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python -m models_py.bench --sizes $(BENCH_SIZES)
 
 test: setup

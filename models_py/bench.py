@@ -5,6 +5,8 @@ data dir. Short figures are medians over repeats: these machines are noisy."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -21,6 +23,7 @@ from models_py.warehouse import REPO
 from seeds_gen.paths import data_dir
 
 BIN = Path(sys.executable).parent
+DEEPFM_ROWS = 200_000  # a throughput, so a slice of the training split is enough
 
 
 def _run(args: list[str], env: dict[str, str]) -> float:
@@ -46,6 +49,51 @@ def _peak_rss_mb(args: list[str], env: dict[str, str]) -> float:
 
 def _median(fn, repeats: int) -> float:
     return statistics.median(fn() for _ in range(repeats))
+
+
+def _deepfm_samples_per_s(data: Any, config: Any, threads: int, repeats: int) -> float | None:
+    """DeepCTR-Torch's DeepFM on the same encoded features, batch size, MLP and
+    threads, through its own fit loop (the `bench` extra; None when absent)."""
+    try:
+        from deepctr_torch.inputs import DenseFeat, SparseFeat
+        from deepctr_torch.models import DeepFM
+    except ImportError:
+        print("bench: deepctr-torch not installed (pip install -e '.[bench]'); no DeepFM figure")
+        return None
+    import torch
+
+    from models_py.data import categorical_slots
+
+    torch.set_num_threads(threads)
+    rows = min(DEEPFM_ROWS, len(data.train))
+    categorical = data.train.categorical[:rows].numpy()
+    numeric = data.train.numeric[:rows].numpy()
+    labels = data.train.label[:rows].numpy()
+    slots = categorical_slots(data.spec, data.encoders)
+    columns: list[Any] = [
+        SparseFeat(f"c{i}", vocabulary_size=card, embedding_dim=config.embedding_dim)
+        for i, (_, card) in enumerate(slots)
+    ]
+    columns += [DenseFeat(f"n{j}", 1) for j in range(numeric.shape[1])]
+    inputs = {f"c{i}": categorical[:, i] for i in range(categorical.shape[1])}
+    inputs.update({f"n{j}": numeric[:, j] for j in range(numeric.shape[1])})
+
+    def one_run() -> float:
+        model = DeepFM(
+            columns,
+            columns,
+            dnn_hidden_units=tuple(config.hidden),
+            dnn_dropout=config.dropout,
+            device="cpu",
+            seed=config.seed,
+        )
+        model.compile("adam", "binary_crossentropy")
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints even at verbose=0
+            started = time.perf_counter()
+            model.fit(inputs, labels, batch_size=config.batch_size, epochs=1, verbose=0)
+        return rows / (time.perf_counter() - started)
+
+    return _median(one_run, repeats)
 
 
 def bench_size(impressions: int, root: Path, repeats: int) -> dict[str, Any]:
@@ -120,6 +168,10 @@ def bench_size(impressions: int, root: Path, repeats: int) -> dict[str, Any]:
             return state.samples_seen / state.train_seconds
 
         out[f"train_samples_per_s_{threads}_threads"] = _median(one_run, repeats)
+
+    deepfm = _deepfm_samples_per_s(data, config, threads=2, repeats=repeats)
+    out["deepfm_samples_per_s_2_threads"] = deepfm
+    out["ratio_vs_deepfm"] = out["train_samples_per_s_2_threads"] / deepfm if deepfm else None
 
     torch.set_num_threads(1)
     from models_py.train import build_model
