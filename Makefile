@@ -40,7 +40,7 @@ SEED ?= 42
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data features train evaluate all ablate recommend score rank bench mlflow-ui test lint clean
+.PHONY: setup data features train evaluate all ablate recommend score rank bench mlflow-ui test test-spark lint clean
 
 setup: $(STAMP)
 
@@ -107,6 +107,12 @@ bench: setup
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# The Spark target: installs the spark extra (pyspark, ~490 MB) and checks on a
+# small world that Spark builds the same feature table as SQLite.
+test-spark: setup
+	$(BIN)/pip install --quiet -e ".[spark]"
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/pytest -m spark $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check seeds_gen models_py tests

@@ -56,6 +56,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="interactions.csv (interaction_id, user_id, item_id, event_ts, clicked, ...)",
     )
     csv.add_argument("--data-dir", default=None, help="default: $RECSYS_DATA_DIR or ./data")
+
+    parquet = sub.add_parser(
+        "parquet", help="copy raw.db's tables to <data dir>/raw_parquet/ (for the Spark target)"
+    )
+    parquet.add_argument("--data-dir", default=None, help="default: $RECSYS_DATA_DIR or ./data")
     return parser
 
 
@@ -101,6 +106,16 @@ def run_csv(args: argparse.Namespace) -> None:
             )
     print("build features with RECSYS_DATASET=csv")
     _report_suspects(imported.suspect_rows, imported.problems, "interactions with bad values")
+
+
+def run_parquet(args: argparse.Namespace) -> None:
+    from seeds_gen.parquet import export_parquet
+
+    folder = paths.data_dir(args.data_dir) / "raw_parquet"
+    started = time.perf_counter()
+    counts = export_parquet(paths.raw_db_path(args.data_dir), folder)
+    sizes = ", ".join(f"{n:,} {t}" for t, n in counts.items())
+    print(f"wrote {folder}/: {sizes} in {time.perf_counter() - started:.1f}s")
 
 
 def _report_suspects(count: int, examples: list[str], what: str) -> None:
@@ -160,7 +175,13 @@ def run_synthetic(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
-        {"synthetic": run_synthetic, "movielens": run_movielens, "csv": run_csv}[args.command](args)
+        commands = {
+            "synthetic": run_synthetic,
+            "movielens": run_movielens,
+            "csv": run_csv,
+            "parquet": run_parquet,
+        }
+        commands[args.command](args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
