@@ -100,7 +100,7 @@ mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(abspath $(RECSYS_DATA_DIR))/mlflow.db" \
 		--port $(MLFLOW_PORT)
 
-BENCH_SIZES ?= 1000000
+BENCH_SIZES ?= 1000000,5000000
 bench: setup
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python -m models_py.bench --sizes $(BENCH_SIZES)

@@ -30,7 +30,7 @@ def _without(data: Prepared, config: TrainConfig, group: str | None) -> Prepared
 def ablate(
     config: TrainConfig, progress: bool = True, target: str | None = None
 ) -> tuple[Path, list[dict[str, Any]]]:
-    data = prepare(config, target=target)
+    data = prepare(config, target=target, streaming=False)  # variants re-encode in memory
     run_dir = new_run_dir(prefix="ablation-")
     rows: list[dict[str, Any]] = []
     for group in [None, *data.spec.groups]:

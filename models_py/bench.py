@@ -160,7 +160,7 @@ def bench_size(impressions: int, root: Path, repeats: int) -> dict[str, Any]:
 
     for threads in (1, 2):
         config = TrainConfig().with_overrides(threads=threads, max_steps=60, evals_per_epoch=1)
-        data = prepare(config)
+        data = prepare(config, streaming=False)  # the in-memory path's throughput
 
         def one_run(config=config, data=data) -> float:
             with tempfile.TemporaryDirectory() as run_dir:
@@ -191,6 +191,7 @@ def bench_size(impressions: int, root: Path, repeats: int) -> dict[str, Any]:
     )
     out["train_full_s"] = time.perf_counter() - started
     metrics = json.loads((world / "runs" / "latest" / "metrics.json").read_text())
+    out["train_streaming"] = metrics["train"]["streaming"]
     out["test_auc"] = metrics["test"]["auc"]
     out["oracle_auc"] = metrics.get("oracle", {}).get("auc")
     out["share_of_oracle_lift"] = metrics.get("share_of_oracle_lift")

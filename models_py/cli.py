@@ -43,6 +43,11 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threads", type=int)
     group.add_argument("--seed", type=int)
     group.add_argument("--device", help="auto | cpu | cuda")
+    group.add_argument(
+        "--streaming",
+        help="auto | on | off: stream the training split from disk (auto: above "
+        "stream_above_rows rows)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +137,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "threads",
         "seed",
         "device",
+        "streaming",
     )
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 

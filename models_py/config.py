@@ -45,6 +45,9 @@ class TrainConfig:
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
     baseline_max_rows: int = 400_000  # training rows for the sklearn baselines (0 = all)
+    # auto: stream the training split from disk (models_py.stream) above this many rows
+    streaming: str = "auto"  # auto | on | off
+    stream_above_rows: int = 3_000_000
 
     def validate(self) -> TrainConfig:
         _check(
@@ -71,6 +74,14 @@ class TrainConfig:
             f"interaction must be one of {', '.join(INTERACTIONS)}, got {self.interaction!r}",
         )
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(
+            self.streaming in ("auto", "on", "off"),
+            f"streaming must be auto, on or off, got {self.streaming!r}",
+        )
+        _check(
+            self.stream_above_rows >= 0,
+            f"stream_above_rows must be >= 0, got {self.stream_above_rows}",
+        )
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(self.embedding_lr > 0, f"embedding_lr must be > 0, got {self.embedding_lr}")
         _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")

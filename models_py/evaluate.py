@@ -73,11 +73,9 @@ def evaluate(
         result["test"]["calibration_recalibrated"] = result["test"]["calibration"]
 
     cold = np.zeros(len(y), dtype=bool)
-    train_frame = data.frame.take(data.split.train)
     for column in (user_col, item_col):
         if column:
-            seen = set(train_frame.columns[column].tolist())
-            cold |= np.array([v not in seen for v in test_frame.columns[column]], dtype=bool)
+            cold |= ~data.frame.seen(column, data.split.train, data.split.test)
     for name, mask in (("cold", cold), ("warm", ~cold)):
         result["test"][name] = {"auc": metrics.auc(y[mask], p[mask]), "rows": int(mask.sum())}
 
@@ -113,6 +111,7 @@ def evaluate(
         "steps": state.step,
         "stopped_early": state.stopped_early,
         "rows": int(len(data.train_rows)),
+        "streaming": data.stream is not None,
     }
     result["split_rows"] = {
         "train": int(len(data.split.train)),

@@ -15,10 +15,11 @@ from models_py.data import (
     Split,
     encode,
     fit_encoders,
-    read_features,
     time_split,
 )
 from models_py.registry import FeatureSpec, check_features_ready, load_spec
+from models_py.store import open_store
+from models_py.stream import StoreFrame, StreamedBatches, fit_encoders_streaming
 from models_py.warehouse import Warehouse, load_warehouse
 from seeds_gen.paths import data_dir
 
@@ -27,13 +28,14 @@ from seeds_gen.paths import data_dir
 class Prepared:
     warehouse: Warehouse
     spec: FeatureSpec  # after drop_groups
-    frame: FeatureFrame  # every row of the table
+    frame: FeatureFrame | StoreFrame  # every row of the table (on disk when streaming)
     split: Split
     train_rows: np.ndarray  # split.train after negative downsampling
     encoders: Encoders
-    train: Encoded
+    train: Encoded | None  # None when streaming: batches come from ``stream``
     validation: Encoded
     test: Encoded
+    stream: StreamedBatches | None = None
 
 
 def load_checked_spec(target: str | None = None) -> tuple[Warehouse, FeatureSpec, str]:
@@ -58,16 +60,55 @@ def prepare(
     target: str | None = None,
     encoders: Encoders | None = None,
     spec: FeatureSpec | None = None,
+    streaming: bool | None = None,
 ) -> Prepared:
-    """Read and encode. ``encoders``/``spec`` from a checkpoint reproduce its inputs."""
+    """Read and encode. ``encoders``/``spec`` from a checkpoint reproduce its inputs.
+
+    ``streaming`` (default: from the config and the table's size) keeps the
+    training split on disk and streams it in shuffled blocks (models_py.stream).
+    """
     warehouse, full_spec, build_id = load_checked_spec(target)
     if spec is None:
         spec = full_spec.without_groups(config.drop_groups)
-    frame = read_features(warehouse, full_spec, build_id, data_dir() / "cache")
-    split = time_split(frame.columns[spec.time_column], tuple(config.split_fractions))
-    labels = frame.columns[spec.label_column]
+    store = open_store(warehouse, full_spec, build_id, data_dir() / "cache")
+    if streaming is None:
+        streaming = config.streaming == "on" or (
+            config.streaming == "auto" and store.rows > config.stream_above_rows
+        )
+    if not streaming:
+        frame = FeatureFrame({name: store.read(name) for name in full_spec.columns()})
+        split = time_split(frame.columns[spec.time_column], tuple(config.split_fractions))
+        labels = frame.columns[spec.label_column]
+        train_rows = downsample_negatives(split.train, labels, config.negative_rate, config.seed)
+        return with_inputs(warehouse, spec, frame, split, train_rows, config, encoders)
+
+    split = time_split(store.read(spec.time_column), tuple(config.split_fractions))
+    labels = store.read(spec.label_column)
     train_rows = downsample_negatives(split.train, labels, config.negative_rate, config.seed)
-    return with_inputs(warehouse, spec, frame, split, train_rows, config, encoders)
+    del labels
+    if encoders is None:
+        encoders = fit_encoders_streaming(
+            store, spec, split.train, config.min_count, config.numeric_buckets, config.seed
+        )
+    disk = StoreFrame(store, full_spec.columns())
+
+    def encoded(rows: np.ndarray) -> Encoded:
+        part = disk.take(rows)
+        return encode(part.columns, spec, encoders, part.columns[spec.label_column])
+
+    batches = StreamedBatches(store, spec, encoders, train_rows, config.batch_size, config.seed)
+    return Prepared(
+        warehouse,
+        spec,
+        disk,
+        split,
+        train_rows,
+        encoders,
+        None,
+        encoded(split.validation),
+        encoded(split.test),
+        batches,
+    )
 
 
 def with_inputs(

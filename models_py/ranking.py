@@ -31,10 +31,11 @@ import pandas as pd
 
 from models_py import checkpoint
 from models_py.config import TrainConfig
-from models_py.data import read_features, time_split
+from models_py.data import time_split
 from models_py.pipeline import load_checked_spec
 from models_py.runs import resolve_run, write_json
 from models_py.serving import AS_OF_SUFFIX, Scorer, load_scorer
+from models_py.store import open_store
 from models_py.warehouse import Warehouse, project_dir
 from seeds_gen.errors import UserError
 from seeds_gen.paths import data_dir
@@ -203,8 +204,8 @@ def rank(
     user_col, item_col = spec.entity_column("user"), spec.entity_column("item")
     if not user_col or not item_col:
         raise UserError("ranking needs user and item id columns (meta.entity) in the feature mart")
-    frame = read_features(warehouse, spec, build_id, data_dir() / "cache")
-    event_ts = np.asarray(frame.columns[spec.time_column], dtype=np.int64)
+    store = open_store(warehouse, spec, build_id, data_dir() / "cache")
+    event_ts = np.asarray(store.read(spec.time_column), dtype=np.int64)
     split = time_split(event_ts, tuple(config.split_fractions))
     as_of_ts = int(event_ts[split.test].min())
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(as_of_ts))
@@ -212,9 +213,9 @@ def rank(
     dbt_seconds = build_as_of_marts(warehouse, as_of_ts)
     scorer = load_scorer(run_dir, warehouse.target, suffix=AS_OF_SUFFIX)
     rel = relevance(
-        np.asarray(frame.columns[user_col]),
-        np.asarray(frame.columns[item_col]),
-        np.asarray(frame.columns[spec.label_column]),
+        store.read(user_col),
+        store.read(item_col),
+        store.read(spec.label_column),
         event_ts,
         as_of_ts,
         set(scorer.users["user_id"].tolist()),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from models_py.distributed import Dist, broadcast
 from models_py.model import CTRModel
 from models_py.pipeline import Prepared
 from models_py.registry import FeatureSpec
+from models_py.stream import Batch, StreamedBatches
 
 EVAL_BATCH = 65_536
 
@@ -38,6 +40,24 @@ class TrainState:
     samples_seen: int = 0
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
+
+
+class TensorBatches:
+    """Shuffled batches sliced from tensors already in memory (the default path)."""
+
+    def __init__(self, data: Encoded, batch_size: int, seed: int) -> None:
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def batches(self, epoch: int, skip_batches: int = 0) -> Iterator[Batch]:
+        generator = torch.Generator().manual_seed(self.seed * 1000 + epoch)
+        device = self.data.label.device
+        permutation = torch.randperm(len(self.data), generator=generator).to(device)
+        for start in range(skip_batches * self.batch_size, len(self.data), self.batch_size):
+            rows = permutation[start : start + self.batch_size]
+            yield self.data.categorical[rows], self.data.numeric[rows], self.data.label[rows]
 
 
 def pick_device(config: TrainConfig) -> torch.device:
@@ -145,18 +165,22 @@ def train(
         state = TrainState(**resume_from["state"])
         torch.set_rng_state(resume_from["rng"])
 
-    train_data = data.train.to(device)
+    if data.stream is not None:
+        source: TensorBatches | StreamedBatches = data.stream
+    else:
+        assert data.train is not None
+        source = TensorBatches(data.train.to(device), config.batch_size, config.seed)
     validation = data.validation
     y_val = validation.label.numpy()
-    n = len(train_data)
+    n = len(source)
     steps_per_epoch = max(1, math.ceil(n / config.batch_size))
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
     loss_fn = nn.BCEWithLogitsLoss()
-    permutation: torch.Tensor | None = None
-    permutation_epoch = -1
+    batches: Iterator[Batch] = iter(())
+    batches_epoch = -1
 
     bar = tqdm(
         total=total_steps,
@@ -170,22 +194,20 @@ def train(
     started = time.perf_counter()
     while state.step < total_steps and not state.stopped_early:
         epoch, position = divmod(state.step, steps_per_epoch)
-        if epoch != permutation_epoch:
-            generator = torch.Generator().manual_seed(config.seed * 1000 + epoch)
-            permutation = torch.randperm(n, generator=generator).to(device)
-            permutation_epoch = epoch
-        assert permutation is not None
-        rows = permutation[position * config.batch_size : (position + 1) * config.batch_size]
-        mine = rows[dist.rank :: dist.world]  # this process's share of the global batch
-        logits = net(train_data.categorical[mine], train_data.numeric[mine])
-        loss = loss_fn(logits, train_data.label[mine])
+        if epoch != batches_epoch:
+            batches, batches_epoch = source.batches(epoch, position), epoch
+        categorical, numeric, label = next(batches)
+        rows = len(label)
+        mine = slice(dist.rank, None, dist.world)  # this process's share of the global batch
+        logits = net(categorical[mine].to(device), numeric[mine].to(device))
+        loss = loss_fn(logits, label[mine].to(device))
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
         for opt in optimizers.values():
             opt.step()
         state.step += 1
-        state.samples_seen += len(rows)
+        state.samples_seen += rows
         loss_value = float(loss.detach())
         running_loss = (
             loss_value if math.isnan(running_loss) else 0.98 * running_loss + 0.02 * loss_value

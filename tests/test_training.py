@@ -100,12 +100,14 @@ class _Killed(Exception):
     pass
 
 
+@pytest.mark.parametrize("streaming", [False, True], ids=["in-memory", "streaming"])
 def test_resume_after_an_interruption_ends_exactly_like_an_uninterrupted_run(
-    built_world, tmp_path, monkeypatch
+    built_world, tmp_path, monkeypatch, streaming
 ):
     monkeypatch.setenv("RECSYS_DATA_DIR", str(built_world))
+    monkeypatch.setattr("models_py.stream.BLOCK_ROWS", 1000)  # many blocks and buffers
     config = _small_config(max_steps=60)
-    data = prepare(config)
+    data = prepare(config, streaming=streaming)
 
     full_dir = tmp_path / "full"
     full_dir.mkdir()

@@ -1,0 +1,196 @@
+"""The on-disk column cache of a feature table build, written and read in chunks.
+
+The first read of a dbt build streams the table out of the warehouse in id
+order, ``READ_CHUNK_ROWS`` rows at a time, into one flat binary file per
+column: categoricals as int32 codes (their values in ``columns.json``, -1 for
+NULL), numerics as float64. Memory holds one chunk, whatever the table's size.
+Later reads take any row range of any column with a plain file read (no
+memory map, whose touched pages would count as resident), so both the
+in-memory path and the streaming path (models_py.stream) read from here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models_py.registry import FeatureSpec
+from models_py.warehouse import Warehouse, quote_identifier
+from seeds_gen.errors import UserError
+
+READ_CHUNK_ROWS = 100_000
+INDEX = "columns.json"
+
+
+@dataclass
+class ColumnStore:
+    """A finished cache: ``rows`` rows of the named columns, in id order."""
+
+    folder: Path
+    rows: int
+    kinds: dict[str, str]  # name -> categorical | numeric
+    values: dict[str, list[Any]]  # categorical name -> value of each code
+
+    def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Rows [start, stop) of a column: values (object, None for NULL) for
+        categoricals, float64 for numerics."""
+        if self.kinds[name] == "categorical":
+            lookup = np.array(self.values[name] + [None], dtype=object)
+            return lookup[self.codes(name, start, stop)]  # code -1 -> None
+        return self._raw(name, np.float64, start, stop)
+
+    def codes(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        return self._raw(name, np.int32, start, stop)
+
+    def _raw(self, name: str, dtype: Any, start: int, stop: int | None) -> np.ndarray:
+        stop = self.rows if stop is None else min(stop, self.rows)
+        count = max(0, stop - start)
+        item = np.dtype(dtype).itemsize
+        return np.fromfile(
+            self.folder / f"{name}.bin", dtype=dtype, count=count, offset=start * item
+        )
+
+    def chunks(self, size: int) -> Iterator[tuple[int, int]]:
+        for start in range(0, self.rows, size):
+            yield start, min(start + size, self.rows)
+
+
+def open_store(
+    warehouse: Warehouse, spec: FeatureSpec, build_id: str, cache_root: Path
+) -> ColumnStore:
+    """The cache of this build, built from the warehouse first when missing."""
+    names = spec.columns()
+    folder = cache_root / spec.table / build_id
+    store = _load(folder, names)
+    if store is None:
+        _build(warehouse, spec, folder)
+        store = _load(folder, names)
+        assert store is not None
+    return store
+
+
+def _load(folder: Path, names: list[str]) -> ColumnStore | None:
+    index_file = folder / INDEX
+    if not index_file.exists():
+        return None
+    index = json.loads(index_file.read_text())
+    columns = index.get("columns", {})
+    if index.get("format") != 2 or any(n not in columns for n in names):
+        return None
+    kinds = {n: columns[n]["kind"] for n in columns}
+    values = {n: columns[n]["values"] for n in columns if columns[n]["kind"] == "categorical"}
+    return ColumnStore(folder, int(index["rows"]), kinds, values)
+
+
+def _build(warehouse: Warehouse, spec: FeatureSpec, folder: Path) -> None:
+    """Stream the table into a temporary folder, then rename it into place."""
+    names = spec.columns()
+    categorical = {f.name for f in spec.categorical}
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    codes: dict[str, dict[Any, int]] = {n: {} for n in names if n in categorical}
+    files = {n: open(tmp / f"{n}.bin", "wb") for n in names}  # noqa: SIM115 - closed below
+    rows = 0
+    try:
+        for chunk in _chunks(warehouse, spec, names):
+            for name in names:
+                values = chunk[name]
+                if name in categorical:
+                    out = _encode_codes(values, codes[name])
+                else:
+                    out = _as_float(values, name)
+                files[name].write(np.ascontiguousarray(out).tobytes())
+            rows += len(chunk[names[0]])
+    except BaseException:
+        for handle in files.values():
+            handle.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    for handle in files.values():
+        handle.close()
+    index = {
+        "format": 2,
+        "rows": rows,
+        "columns": {
+            n: (
+                {"kind": "categorical", "values": list(codes[n])}
+                if n in categorical
+                else {"kind": "numeric"}
+            )
+            for n in names
+        },
+    }
+    (tmp / INDEX).write_text(json.dumps(index, default=_plain))
+    with contextlib.suppress(OSError):
+        shutil.rmtree(folder)
+    for stale in folder.parent.iterdir():  # caches of older builds of this table
+        if stale != tmp and not stale.name.startswith("."):
+            shutil.rmtree(stale, ignore_errors=True)
+    os.replace(tmp, folder)
+
+
+def _chunks(warehouse: Warehouse, spec: FeatureSpec, names: list[str]) -> Iterator[dict]:
+    """The table in id order, one dict of column arrays per chunk. One canonical
+    order makes splits, batches and results the same whichever engine built it."""
+    select = ", ".join(quote_identifier(n) for n in names)
+    sql = (
+        f"select {select} from {warehouse.qualified(spec.table)} "
+        f"order by {quote_identifier(spec.id_column)}"
+    )
+    conn = warehouse.connect()
+    try:
+        cursor = conn.execute(sql)
+        if warehouse.kind == "duckdb":
+            while len(frame := cursor.fetch_df_chunk(READ_CHUNK_ROWS // 2048 + 1)):
+                yield {n: frame[n].to_numpy(dtype=object) for n in names}
+            return
+        while rows := cursor.fetchmany(READ_CHUNK_ROWS):
+            yield {n: np.array([r[i] for r in rows], dtype=object) for i, n in enumerate(names)}
+    finally:
+        conn.close()
+
+
+def _normal_value(value: Any) -> Any:
+    """One category value as str or int (engines differ: 7, 7.0, np.int64(7))."""
+    if isinstance(value, int | np.integer) or (isinstance(value, float) and value.is_integer()):
+        return int(value)
+    return str(value)
+
+
+def _encode_codes(values: np.ndarray, dictionary: dict[Any, int]) -> np.ndarray:
+    """Global int32 codes for a chunk (-1 for NULL), growing ``dictionary`` as new
+    values appear. Only the chunk's distinct values go through Python."""
+    local, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    mapping = np.empty(len(uniques) + 1, dtype=np.int32)
+    mapping[-1] = -1  # local -1 (NULL) indexes the last slot
+    for i, value in enumerate(uniques.tolist()):
+        key = _normal_value(value)
+        code = dictionary.get(key)
+        if code is None:
+            code = dictionary[key] = len(dictionary)
+        mapping[i] = code
+    return mapping[local]
+
+
+def _as_float(values: np.ndarray, name: str) -> np.ndarray:
+    try:
+        return np.asarray(pd.to_numeric(pd.Series(values), errors="raise"), dtype=np.float64)
+    except (ValueError, TypeError):
+        raise UserError(
+            f"feature column {name!r} holds non-numeric values but the dbt YAML "
+            f"says numeric: fix the model or its meta.type"
+        ) from None
+
+
+def _plain(value: Any) -> Any:
+    return int(value) if isinstance(value, np.integer) else value

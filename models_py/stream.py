@@ -1,0 +1,203 @@
+"""Training on feature tables larger than memory.
+
+Above ``config.stream_above_rows`` rows (or with ``--streaming on``) the
+training split is never held in memory: batches come from the column cache
+(models_py.store) in shuffled blocks. Each epoch visits blocks of
+``BLOCK_ROWS`` consecutive rows in a seeded random order, ``BUFFER_BLOCKS`` at
+a time; a buffer's training rows are encoded, shuffled and cut into batches
+(rows left over continue into the next buffer). Memory holds one buffer, so
+training's footprint does not grow with the training split. Validation and
+test (10% each by default) are encoded in memory, as the evaluation needs
+them whole.
+
+Encoders are fitted in one pass over the training rows: category counts and
+numeric moments exactly, bucket edges from a seeded sample of at most
+``QUANTILE_SAMPLE`` rows (all rows when fewer, so small tables get the same
+encoders as the in-memory path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from models_py.data import Encoded, Encoders, FeatureFrame, encode, transform_values
+from models_py.registry import FeatureSpec
+from models_py.store import ColumnStore
+
+BLOCK_ROWS = 65_536
+BUFFER_BLOCKS = 8
+QUANTILE_SAMPLE = 1_000_000
+READ_ROWS = 1_000_000  # rows per read when gathering a column or a row subset
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class StoreFrame:
+    """The feature table on disk, read in pieces: the streaming stand-in for a
+    FeatureFrame (the same ``take``, ``column`` and ``seen`` calls)."""
+
+    store: ColumnStore
+    names: list[str]
+
+    def __len__(self) -> int:
+        return self.store.rows
+
+    def column(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        if rows is None:
+            return self.store.read(name)
+        return np.concatenate([part for part in self._gather(name, rows)] or [np.zeros(0)])
+
+    def take(self, rows: np.ndarray) -> FeatureFrame:
+        """The given rows (ascending) of every column, in memory."""
+        return FeatureFrame({name: self.column(name, rows) for name in self.names})
+
+    def seen(self, name: str, reference: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """For each of ``rows``: does its value of ``name`` occur in ``reference`` rows?"""
+        present = np.zeros(len(self.store.values[name]) + 1, dtype=bool)  # last: NULL
+        for start, stop in self.store.chunks(READ_ROWS):
+            inside = reference[(reference >= start) & (reference < stop)] - start
+            present[self.store.codes(name, start, stop)[inside]] = True
+        codes = np.concatenate([part for part in self._gather(name, rows, codes=True)] or [[]])
+        return present[codes.astype(np.int64)]
+
+    def _gather(self, name: str, rows: np.ndarray, codes: bool = False) -> Iterator[np.ndarray]:
+        for start, stop in self.store.chunks(READ_ROWS):
+            lo, hi = np.searchsorted(rows, [start, stop])
+            if lo == hi:
+                continue
+            read = self.store.codes if codes else self.store.read
+            yield read(name, start, stop)[rows[lo:hi] - start]
+
+
+def fit_encoders_streaming(
+    store: ColumnStore,
+    spec: FeatureSpec,
+    train: np.ndarray,
+    min_count: int,
+    numeric_buckets: int,
+    seed: int,
+) -> Encoders:
+    """The encoders fit_encoders would give, without loading the training split."""
+    in_train = np.zeros(store.rows, dtype=bool)
+    in_train[train] = True
+    rng = np.random.default_rng(seed)
+    rate = min(1.0, QUANTILE_SAMPLE / max(len(train), 1))
+    counts = {f.name: np.zeros(len(store.values[f.name]), np.int64) for f in spec.categorical}
+    moments = {f.name: np.zeros(3) for f in spec.numeric}  # count, sum, sum of squares
+    samples: dict[str, list[np.ndarray]] = {f.name: [] for f in spec.numeric}
+    for start, stop in store.chunks(READ_ROWS):
+        mask = in_train[start:stop]
+        keep = mask & (rng.random(stop - start) < rate) if rate < 1 else mask
+        for feature in spec.categorical:
+            codes = store.codes(feature.name, start, stop)[mask]
+            counts[feature.name] += np.bincount(
+                codes[codes >= 0], minlength=len(counts[feature.name])
+            )
+        for feature in spec.numeric:
+            values = transform_values(store.read(feature.name, start, stop), feature.transform)
+            finite = np.isfinite(values)
+            chosen = values[mask & finite]
+            moments[feature.name] += (len(chosen), chosen.sum(), np.square(chosen).sum())
+            samples[feature.name].append(values[keep & finite])
+
+    vocabularies: dict[str, list[Any]] = {}
+    for feature in spec.categorical:
+        values = store.values[feature.name]
+        kept = [values[i] for i in np.flatnonzero(counts[feature.name] >= min_count)]
+        vocabularies[feature.name] = sorted(kept, key=lambda v: (str(type(v)), v))
+    stats: dict[str, tuple[float, float]] = {}
+    edges: dict[str, list[float]] = {}
+    for feature in spec.numeric:
+        n, total, squares = moments[feature.name]
+        mean = total / n if n else 0.0
+        std = float(np.sqrt(max(squares / n - mean * mean, 0.0))) if n else 1.0
+        stats[feature.name] = (float(mean), std if std > 1e-12 else 1.0)
+        sample = np.concatenate(samples[feature.name])
+        if numeric_buckets and len(sample):
+            qs = np.quantile(sample, np.linspace(0, 1, numeric_buckets + 1)[1:-1])
+            edges[feature.name] = np.unique(qs).tolist()
+        else:
+            edges[feature.name] = []
+    return Encoders(vocabularies, stats, edges)
+
+
+class StreamedBatches:
+    """Shuffled training batches read block by block from the column cache."""
+
+    def __init__(
+        self,
+        store: ColumnStore,
+        spec: FeatureSpec,
+        encoders: Encoders,
+        train_rows: np.ndarray,
+        batch_size: int,
+        seed: int,
+    ) -> None:
+        self.store, self.spec, self.encoders = store, spec, encoders
+        self.batch_size, self.seed = batch_size, seed
+        self.in_train = np.zeros(store.rows, dtype=bool)
+        self.in_train[train_rows] = True
+        self.n_blocks = -(-store.rows // BLOCK_ROWS)
+        self.rows_per_block = np.add.reduceat(self.in_train, np.arange(0, store.rows, BLOCK_ROWS))
+
+    def __len__(self) -> int:
+        return int(self.in_train.sum())
+
+    def batches(self, epoch: int, skip_batches: int = 0) -> Iterator[Batch]:
+        """The epoch's batches in order, starting after ``skip_batches`` of them."""
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(self.n_blocks)
+        buffers = [order[i : i + BUFFER_BLOCKS] for i in range(0, len(order), BUFFER_BLOCKS)]
+        shuffles = [int(rng.integers(2**31)) for _ in buffers]  # drawn up front: skipping
+        skip = skip_batches * self.batch_size  # a buffer never changes the later ones
+        carry: Encoded | None = None
+        for blocks, buffer_seed in zip(buffers, shuffles, strict=True):
+            size = int(self.rows_per_block[blocks].sum())
+            if skip >= size:
+                skip -= size
+                continue
+            encoded = self._encode(np.sort(blocks))
+            generator = torch.Generator().manual_seed(buffer_seed)
+            encoded = _rows(encoded, torch.randperm(len(encoded), generator=generator)[skip:])
+            skip = 0
+            if carry is not None:
+                encoded = _concat(carry, encoded)
+            full = len(encoded) // self.batch_size * self.batch_size
+            for start in range(0, full, self.batch_size):
+                piece = slice(start, start + self.batch_size)
+                yield encoded.categorical[piece], encoded.numeric[piece], encoded.label[piece]
+            carry = _rows(encoded, torch.arange(full, len(encoded)))
+        if carry is not None and len(carry):
+            yield carry.categorical, carry.numeric, carry.label
+
+    def _encode(self, blocks: np.ndarray) -> Encoded:
+        parts = []
+        for block in blocks:
+            start, stop = (
+                int(block) * BLOCK_ROWS,
+                min((int(block) + 1) * BLOCK_ROWS, self.store.rows),
+            )
+            mask = self.in_train[start:stop]
+            columns = {
+                name: self.store.read(name, start, stop)[mask] for name in self.spec.columns()
+            }
+            parts.append(encode(columns, self.spec, self.encoders, columns[self.spec.label_column]))
+        return _concat(*parts)
+
+
+def _rows(encoded: Encoded, index: torch.Tensor) -> Encoded:
+    return Encoded(encoded.categorical[index], encoded.numeric[index], encoded.label[index])
+
+
+def _concat(*parts: Encoded) -> Encoded:
+    return Encoded(
+        torch.cat([p.categorical for p in parts]),
+        torch.cat([p.numeric for p in parts]),
+        torch.cat([p.label for p in parts]),
+    )
