@@ -51,9 +51,18 @@
 {% endmacro %}
 
 {#- ", relation.attr_1, relation.attr_2": the entity's attribute columns as a
-    select-list continuation (empty when the data set declares none). -#}
-{% macro attribute_columns(entity, relation) %}
+    select-list continuation (empty when the data set declares none); without
+    a relation, the names alone. -#}
+{% macro attribute_columns(entity, relation=none) %}
     {%- for attribute in dataset_attributes(entity) -%}
-        , {{ relation }}.{{ attribute['name'] }}
+        , {% if relation %}{{ relation }}.{% endif %}{{ attribute['name'] }}
+    {% endfor -%}
+{% endmacro %}
+
+{#- ", <parsed attr_1> as attr_1, ...": the entity's raw attributes parsed by
+    declared type, as a select-list continuation. -#}
+{% macro parsed_attribute_columns(entity) %}
+    {%- for attribute in dataset_attributes(entity) -%}
+        , {{ parse_attribute(attribute) }} as {{ attribute['name'] }}
     {% endfor -%}
 {% endmacro %}

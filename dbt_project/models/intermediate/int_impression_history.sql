@@ -47,7 +47,7 @@ history as (
         item_id,
         event_ts,
         clicked
-        {{- attribute_columns('context', 'impressions_with_category') }},
+        {{- attribute_columns('context') }},
 
         count(*) over user_prior as user_prior_impressions,
         coalesce(sum(clicked) over user_prior, 0) as user_prior_clicks,

@@ -14,7 +14,7 @@ clean as (
         item_id,
         event_ts,
         clicked
-        {{- attribute_columns('context', 'checked') }}
+        {{- attribute_columns('context') }}
     from checked
     where reason is null
 

@@ -34,9 +34,7 @@ parsed as (
         {{ parse_bigint('item_id') }} as item_id,
         {{ parse_bigint('event_ts') }} as event_ts,
         {{ parse_bigint('clicked') }} as clicked
-        {%- for attribute in dataset_attributes('context') %},
-        {{ parse_attribute(attribute) }} as {{ attribute['name'] }}
-        {%- endfor %}
+        {{- parsed_attribute_columns('context') }}
     from source
 
 ),
@@ -105,10 +103,8 @@ final as (
         user_id,
         item_id,
         event_ts,
-        clicked,
-        {%- for attribute in dataset_attributes('context') %}
-        {{ attribute['name'] }},
-        {%- endfor %}
+        clicked
+        {{- attribute_columns('context') }},
         case
             when row_reason is not null then row_reason
             when copy_number > 1 then 'duplicate_interaction_id'

@@ -12,9 +12,7 @@ parsed as (
         {{ parse_bigint('item_id') }} as item_id,
         coalesce(cast(category as {{ dbt.type_string() }}), 'unknown') as category,
         {{ parse_bigint('created_ts') }} as created_ts
-        {%- for attribute in dataset_attributes('item') %},
-        {{ parse_attribute(attribute) }} as {{ attribute['name'] }}
-        {%- endfor %}
+        {{- parsed_attribute_columns('item') }}
     from source
 
 )

@@ -11,9 +11,7 @@ parsed as (
     select
         {{ parse_bigint('user_id') }} as user_id,
         {{ parse_bigint('signup_ts') }} as signup_ts
-        {%- for attribute in dataset_attributes('user') %},
-        {{ parse_attribute(attribute) }} as {{ attribute['name'] }}
-        {%- endfor %}
+        {{- parsed_attribute_columns('user') }}
     from source
 
 )
