@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from models_py.runs import write_json
 from models_py.warehouse import REPO
 from seeds_gen.paths import data_dir
 
@@ -209,8 +210,10 @@ def main() -> None:
     home = data_dir().resolve()
     root = home / "bench"
     root.mkdir(parents=True, exist_ok=True)
-    results = [bench_size(int(s), root, args.repeats) for s in args.sizes.split(",")]
-    (home / "bench.json").write_text(json.dumps(results, indent=2) + "\n")
+    results = []
+    for size in args.sizes.split(","):
+        results.append(bench_size(int(size), root, args.repeats))
+        write_json(home / "bench.json", results)  # after each size: a later failure keeps it
     keys = [k for k in results[0] if k not in ("users", "items")]
     print(f"{'':32}" + "".join(f"{r['impressions']:>16,}" for r in results))
     for key in keys[1:]:
