@@ -37,15 +37,30 @@ def _run(args: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - started
 
 
+# A small middleman that runs the command and prints its peak RSS. Linux carries a
+# process's resident high-water mark across exec, so a child spawned straight from
+# this (large) benchmark process would report this process's size instead.
+_PEAK_RSS_WRAPPER = (
+    "import os, subprocess, sys\n"
+    "child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL)\n"
+    "_, status, usage = os.wait4(child.pid, 0)\n"
+    "print(usage.ru_maxrss)\n"
+    "sys.exit(os.waitstatus_to_exitcode(status))\n"
+)
+
+
 def _peak_rss_mb(args: list[str], env: dict[str, str]) -> float:
     """Run a command and return its own peak resident memory, as the kernel counts it."""
-    proc = subprocess.Popen(
-        args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_RSS_WRAPPER, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
     )
-    _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"bench: {' '.join(args)} failed: {proc.stderr.read().decode()[-2000:]}")
-    return usage.ru_maxrss / 1024  # kilobytes on Linux
+    if result.returncode != 0:
+        raise SystemExit(f"bench: {' '.join(args)} failed: {result.stderr[-2000:]}")
+    return int(result.stdout.split()[-1]) / 1024  # kilobytes on Linux
 
 
 def _median(fn, repeats: int) -> float:

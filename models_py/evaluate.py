@@ -18,26 +18,34 @@ from models_py.registry import FeatureSpec
 from models_py.runs import write_json, write_text
 from models_py.train import TrainState, pick_device, predict
 
+ORACLE_CHUNK_ROWS = 200_000
+
 
 def _oracle(raw_path: Path, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """True click probabilities of ``ids`` from raw.click_truth (synthetic data only)."""
+    """True click probabilities of ``ids`` from raw.click_truth (synthetic data only),
+    read in chunks and kept only for ``ids``: memory follows the test split."""
     if not raw_path.exists():
         return None
+    wanted = np.sort(ids.astype(np.int64))
+    found: list[np.ndarray] = []
     with sqlite3.connect(f"file:{raw_path}?mode=ro", uri=True) as conn:
         has_truth = conn.execute(
             "select count(*) from sqlite_master where type = 'table' and name = 'click_truth'"
         ).fetchone()[0]
         if not has_truth:
             return None
-        rows = conn.execute(
+        cursor = conn.execute(
             "select interaction_id, p_click, p_click_nonpersonal from click_truth"
-        ).fetchall()
-    truth = np.array(rows, dtype=np.float64)
+        )
+        while rows := cursor.fetchmany(ORACLE_CHUNK_ROWS):
+            chunk = np.array(rows, dtype=np.float64)
+            pos = np.minimum(np.searchsorted(wanted, chunk[:, 0]), len(wanted) - 1)
+            found.append(chunk[wanted[pos] == chunk[:, 0]])
+    truth = np.concatenate(found) if found else np.zeros((0, 3))
     order = np.argsort(truth[:, 0])
     keys = truth[order, 0]
-    pos = np.searchsorted(keys, ids.astype(np.float64))
-    pos = np.minimum(pos, len(keys) - 1)
-    if not np.all(keys[pos] == ids):
+    pos = np.minimum(np.searchsorted(keys, ids.astype(np.float64)), max(len(keys) - 1, 0))
+    if len(keys) == 0 or not np.all(keys[pos] == ids):
         return None
     return truth[order][pos, 1], truth[order][pos, 2]
 
