@@ -15,9 +15,7 @@ as_of as (
 
 impressions as (
 
-    select impressions.*
-    from {{ ref('stg_interactions') }} as impressions
-    inner join as_of on impressions.event_ts < as_of.as_of_ts
+    select * from {{ ref('int_serving_impressions') }}
 
 ),
 

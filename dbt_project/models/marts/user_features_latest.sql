@@ -14,17 +14,13 @@ as_of as (
 
 impressions as (
 
-    select impressions.*
-    from {{ ref('stg_interactions') }} as impressions
-    inner join as_of on impressions.event_ts < as_of.as_of_ts
+    select * from {{ ref('int_serving_impressions') }}
 
 ),
 
 users as (
 
-    select users.*
-    from {{ ref('stg_users') }} as users
-    inner join as_of on coalesce(users.signup_ts, 0) < as_of.as_of_ts
+    select * from {{ ref('int_serving_users') }}
 
 ),
 

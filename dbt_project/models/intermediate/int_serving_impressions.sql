@@ -1,0 +1,21 @@
+-- Staged impressions before the serving moment (int_serving_as_of): the
+-- history every serving mart aggregates. Ephemeral: inlined into the marts.
+{{ config(materialized='ephemeral') }}
+
+with
+
+as_of as (
+
+    select * from {{ ref('int_serving_as_of') }}
+
+),
+
+impressions as (
+
+    select impressions.*
+    from {{ ref('stg_interactions') }} as impressions
+    inner join as_of on impressions.event_ts < as_of.as_of_ts
+
+)
+
+select * from impressions
