@@ -183,7 +183,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         distributed.barrier(dist)
     if not dist.is_main:
         try:
-            train(config, data, run_dir if resume_from else Path(), resume_from, False, None, dist)
+            # only rank 0 writes checkpoints, so the other ranks need no run directory
+            run = run_dir if resume_from is not None else Path()
+            train(config, data, run, resume_from=resume_from, progress=False, dist=dist)
         finally:
             distributed.shutdown(dist)
         return

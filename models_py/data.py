@@ -122,27 +122,42 @@ def transform_values(values: np.ndarray, transform: str | None) -> np.ndarray:
     return values
 
 
+def vocabulary(values: list[Any], counts: np.ndarray, min_count: int) -> list[Any]:
+    """The values seen at least ``min_count`` times, in a stable order (both fits)."""
+    kept = [v for v, c in zip(values, counts, strict=True) if c >= min_count]
+    return sorted(kept, key=lambda v: (str(type(v)), v))
+
+
+def standardisation(count: float, mean: float, std: float) -> tuple[float, float]:
+    """(mean, std) to standardise with; no values or no spread leave values as they are."""
+    if not count:
+        return 0.0, 1.0
+    return float(mean), float(std) if std > 1e-12 else 1.0
+
+
+def bucket_edges(finite: np.ndarray, numeric_buckets: int) -> list[float]:
+    """Inner quantile edges of ``finite`` values (duplicates merged); [] when off."""
+    if not numeric_buckets or not len(finite):
+        return []
+    qs = np.quantile(finite, np.linspace(0, 1, numeric_buckets + 1)[1:-1])
+    return np.unique(qs).tolist()
+
+
 def fit_encoders(
     frame: FeatureFrame, spec: FeatureSpec, train: np.ndarray, min_count: int, numeric_buckets: int
 ) -> Encoders:
     vocabularies: dict[str, list[Any]] = {}
     for feature in spec.categorical:
         counts = pd.Series(frame.columns[feature.name][train], dtype=object).value_counts()
-        kept = counts[counts >= min_count].index.tolist()
-        vocabularies[feature.name] = sorted(kept, key=lambda v: (str(type(v)), v))
+        vocabularies[feature.name] = vocabulary(counts.index.tolist(), counts.to_numpy(), min_count)
     stats: dict[str, tuple[float, float]] = {}
     edges: dict[str, list[float]] = {}
     for feature in spec.numeric:
         values = transform_values(frame.columns[feature.name][train], feature.transform)
         finite = values[np.isfinite(values)]
-        mean = float(finite.mean()) if len(finite) else 0.0
-        std = float(finite.std()) if len(finite) else 1.0
-        stats[feature.name] = (mean, std if std > 1e-12 else 1.0)
-        if numeric_buckets and len(finite):
-            qs = np.quantile(finite, np.linspace(0, 1, numeric_buckets + 1)[1:-1])
-            edges[feature.name] = np.unique(qs).tolist()
-        else:
-            edges[feature.name] = []
+        mean, std = (finite.mean(), finite.std()) if len(finite) else (0.0, 1.0)
+        stats[feature.name] = standardisation(len(finite), mean, std)
+        edges[feature.name] = bucket_edges(finite, numeric_buckets)
     return Encoders(vocabularies, stats, edges)
 
 

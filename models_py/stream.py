@@ -20,12 +20,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
-from models_py.data import Encoded, Encoders, FeatureFrame, encode, transform_values
+from models_py.data import (
+    Encoded,
+    Encoders,
+    FeatureFrame,
+    bucket_edges,
+    encode,
+    standardisation,
+    transform_values,
+    vocabulary,
+)
 from models_py.registry import FeatureSpec
 from models_py.store import ColumnStore
 
@@ -51,7 +59,7 @@ class StoreFrame:
     def column(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
         if rows is None:
             return self.store.read(name)
-        return np.concatenate([part for part in self._gather(name, rows)] or [np.zeros(0)])
+        return np.concatenate(list(self._gather(name, rows)) or [np.zeros(0)])
 
     def take(self, rows: np.ndarray) -> FeatureFrame:
         """The given rows (ascending) of every column, in memory."""
@@ -63,7 +71,7 @@ class StoreFrame:
         for start, stop in self.store.chunks(READ_ROWS):
             inside = reference[(reference >= start) & (reference < stop)] - start
             present[self.store.codes(name, start, stop)[inside]] = True
-        codes = np.concatenate([part for part in self._gather(name, rows, codes=True)] or [[]])
+        codes = np.concatenate(list(self._gather(name, rows, codes=True)) or [[]])
         return present[codes.astype(np.int64)]
 
     def _gather(self, name: str, rows: np.ndarray, codes: bool = False) -> Iterator[np.ndarray]:
@@ -106,24 +114,18 @@ def fit_encoders_streaming(
             moments[feature.name] += (len(chosen), chosen.sum(), np.square(chosen).sum())
             samples[feature.name].append(values[keep & finite])
 
-    vocabularies: dict[str, list[Any]] = {}
-    for feature in spec.categorical:
-        values = store.values[feature.name]
-        kept = [values[i] for i in np.flatnonzero(counts[feature.name] >= min_count)]
-        vocabularies[feature.name] = sorted(kept, key=lambda v: (str(type(v)), v))
+    vocabularies = {
+        f.name: vocabulary(store.values[f.name], counts[f.name], min_count)
+        for f in spec.categorical
+    }
     stats: dict[str, tuple[float, float]] = {}
     edges: dict[str, list[float]] = {}
     for feature in spec.numeric:
         n, total, squares = moments[feature.name]
         mean = total / n if n else 0.0
-        std = float(np.sqrt(max(squares / n - mean * mean, 0.0))) if n else 1.0
-        stats[feature.name] = (float(mean), std if std > 1e-12 else 1.0)
-        sample = np.concatenate(samples[feature.name])
-        if numeric_buckets and len(sample):
-            qs = np.quantile(sample, np.linspace(0, 1, numeric_buckets + 1)[1:-1])
-            edges[feature.name] = np.unique(qs).tolist()
-        else:
-            edges[feature.name] = []
+        std = np.sqrt(max(squares / n - mean * mean, 0.0)) if n else 1.0
+        stats[feature.name] = standardisation(n, mean, std)
+        edges[feature.name] = bucket_edges(np.concatenate(samples[feature.name]), numeric_buckets)
     return Encoders(vocabularies, stats, edges)
 
 
