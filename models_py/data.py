@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from models_py.registry import FeatureSpec
-from models_py.store import open_store
+from models_py.store import ColumnStore, open_store
 from models_py.warehouse import Warehouse
 from seeds_gen.errors import UserError
 
@@ -26,6 +26,11 @@ class FeatureFrame:
 
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
+
+    @classmethod
+    def from_store(cls, store: ColumnStore, names: list[str]) -> FeatureFrame:
+        """Every row of the named columns of a column cache, in memory."""
+        return cls({name: store.read(name) for name in names})
 
     def take(self, index: np.ndarray) -> FeatureFrame:
         return FeatureFrame({k: v[index] for k, v in self.columns.items()})
@@ -45,8 +50,9 @@ def read_features(
 ) -> FeatureFrame:
     """All columns the spec names, in memory, from the column cache of this build
     (built from the warehouse first when missing; see models_py.store)."""
-    store = open_store(warehouse, spec, build_id, cache_root)
-    return FeatureFrame({name: store.read(name) for name in spec.columns()})
+    return FeatureFrame.from_store(
+        open_store(warehouse, spec, build_id, cache_root), spec.columns()
+    )
 
 
 # ---------------------------------------------------------------------------

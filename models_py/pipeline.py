@@ -76,7 +76,7 @@ def prepare(
             config.streaming == "auto" and store.rows > config.stream_above_rows
         )
     if not streaming:
-        frame = FeatureFrame({name: store.read(name) for name in full_spec.columns()})
+        frame = FeatureFrame.from_store(store, full_spec.columns())
         split = time_split(frame.columns[spec.time_column], tuple(config.split_fractions))
         labels = frame.columns[spec.label_column]
         train_rows = downsample_negatives(split.train, labels, config.negative_rate, config.seed)
