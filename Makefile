@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 # or csv (CSV_DIR holding users.csv, items.csv, interactions.csv). Each non-default
 # data set lives in its own data dir, and dbt reads its attribute mapping from
 # vars.datasets in dbt_project.yml. Pass the same DATASET to every later verb.
-DATASET ?= synthetic
+DATASET ?= $(or $(RECSYS_DATASET),synthetic)
 export RECSYS_DATASET := $(DATASET)
 ifeq ($(DATASET),synthetic)
 export RECSYS_DATA_DIR ?= data

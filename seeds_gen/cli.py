@@ -84,9 +84,9 @@ def run_movielens(args: argparse.Namespace) -> None:
     _write(target, imported.tables, started)
     print(
         f"{imported.ratings:,} ratings, {imported.clicks:,} clicks (rating >= "
-        f"{args.min_rating}, {imported.clicks / max(imported.ratings, 1):.1%}); "
-        f"build features with RECSYS_DATASET=movielens"
+        f"{args.min_rating}, {imported.clicks / max(imported.ratings, 1):.1%})"
     )
+    _next_step("movielens", target.parent)
     _report_suspects(len(imported.malformed), imported.malformed[:5], "malformed rating lines")
 
 
@@ -104,7 +104,7 @@ def run_csv(args: argparse.Namespace) -> None:
                 f"raw.{table}: extra columns {', '.join(columns)} loaded as text; declare "
                 f"the ones to use under vars.datasets.csv in dbt_project.yml"
             )
-    print("build features with RECSYS_DATASET=csv")
+    _next_step("csv", target.parent)
     _report_suspects(imported.suspect_rows, imported.problems, "interactions with bad values")
 
 
@@ -116,6 +116,10 @@ def run_parquet(args: argparse.Namespace) -> None:
     counts = export_parquet(paths.raw_db_path(args.data_dir), folder)
     sizes = ", ".join(f"{n:,} {t}" for t, n in counts.items())
     print(f"wrote {folder}/: {sizes} in {time.perf_counter() - started:.1f}s")
+
+
+def _next_step(dataset: str, folder: Path) -> None:
+    print(f"next: RECSYS_DATASET={dataset} RECSYS_DATA_DIR={folder} make features train")
 
 
 def _report_suspects(count: int, examples: list[str], what: str) -> None:
