@@ -41,3 +41,11 @@
 {% macro serving_alias(name) %}
     {{ return(name if var('serving_as_of_ts') is none else name ~ '__as_of') }}
 {% endmacro %}
+
+{#- Clicks over expected clicks (COEC), smoothed toward 1 by var('coec_prior_clicks')
+    expected clicks: above 1, the user clicks more than the items shown to the
+    user predict; 1 with no history. -#}
+{% macro coec(clicks, expected_clicks) %}
+    (cast({{ clicks }} as double) + {{ var('coec_prior_clicks') }})
+    / (cast({{ expected_clicks }} as double) + {{ var('coec_prior_clicks') }})
+{% endmacro %}

@@ -46,7 +46,8 @@ history as (
         user_id,
         item_id,
         event_ts,
-        clicked
+        clicked,
+        category
         {{- attribute_columns('context') }},
 
         count(*) over user_prior as user_prior_impressions,

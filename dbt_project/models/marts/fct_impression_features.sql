@@ -10,7 +10,7 @@ with
 
 history as (
 
-    select * from {{ ref('int_impression_history') }}
+    select * from {{ ref('int_impression_exposure') }}
 
 ),
 
@@ -23,19 +23,6 @@ users as (
 items as (
 
     select * from {{ ref('stg_items') }}
-
-),
-
-history_with_prior as (
-
-    -- The prior of every smoothed CTR: the global click rate over strictly
-    -- earlier events, shrunk toward var('ctr_prior'). It never sees the label
-    -- of its own row or of later rows.
-    select
-        history.*,
-        {{ smoothed_ctr('global_prior_clicks', 'global_prior_impressions', var('ctr_prior')) }}
-            as ctr_prior
-    from history
 
 ),
 
@@ -62,6 +49,9 @@ features as (
         {{ smoothed_ctr('impressions.user_prior_clicks',
                         'impressions.user_prior_impressions',
                         'impressions.ctr_prior') }} as user_ctr,
+        impressions.user_prior_expected_clicks,
+        {{ coec('impressions.user_prior_clicks', 'impressions.user_prior_expected_clicks') }}
+            as user_coec,
         {{ seconds_since('impressions.event_ts', 'impressions.user_last_impression_ts') }}
             as user_seconds_since_last_impression,
         {{ seconds_since('impressions.event_ts', 'impressions.user_last_click_ts') }}
@@ -69,18 +59,19 @@ features as (
 
         impressions.item_prior_impressions,
         impressions.item_prior_clicks,
-        {{ smoothed_ctr('impressions.item_prior_clicks',
-                        'impressions.item_prior_impressions',
-                        'impressions.ctr_prior') }} as item_ctr,
+        impressions.item_ctr,
         impressions.item_recent_impressions,
 
         impressions.user_category_prior_impressions,
         impressions.user_category_prior_clicks,
         {{ smoothed_ctr('impressions.user_category_prior_clicks',
                         'impressions.user_category_prior_impressions',
-                        'impressions.ctr_prior') }} as user_category_ctr
+                        'impressions.ctr_prior') }} as user_category_ctr,
+        impressions.user_category_prior_expected_clicks,
+        {{ coec('impressions.user_category_prior_clicks',
+                'impressions.user_category_prior_expected_clicks') }} as user_category_coec
 
-    from history_with_prior as impressions
+    from history as impressions
     inner join users on impressions.user_id = users.user_id
     inner join items on impressions.item_id = items.item_id
 

@@ -45,7 +45,8 @@ user_category_totals as (
         impressions.user_id,
         items.category,
         count(*) as user_category_prior_impressions,
-        sum(impressions.clicked) as user_category_prior_clicks
+        sum(impressions.clicked) as user_category_prior_clicks,
+        sum(impressions.item_ctr) as user_category_prior_expected_clicks
     from impressions
     inner join items on impressions.item_id = items.item_id
     group by impressions.user_id, items.category
@@ -62,7 +63,12 @@ final as (
         coalesce(totals.user_category_prior_clicks, 0) as user_category_prior_clicks,
         {{ smoothed_ctr('coalesce(totals.user_category_prior_clicks, 0)',
                         'coalesce(totals.user_category_prior_impressions, 0)',
-                        'as_of.ctr_prior') }} as user_category_ctr
+                        'as_of.ctr_prior') }} as user_category_ctr,
+        coalesce(totals.user_category_prior_expected_clicks, 0)
+            as user_category_prior_expected_clicks,
+        {{ coec('coalesce(totals.user_category_prior_clicks, 0)',
+                'coalesce(totals.user_category_prior_expected_clicks, 0)') }}
+            as user_category_coec
     from users
     cross join categories
     cross join as_of

@@ -30,6 +30,7 @@ user_totals as (
         user_id,
         count(*) as user_prior_impressions,
         sum(clicked) as user_prior_clicks,
+        sum(item_ctr) as user_prior_expected_clicks,
         max(event_ts) as user_last_impression_ts,
         max(case when clicked = 1 then event_ts end) as user_last_click_ts
     from impressions
@@ -49,6 +50,9 @@ final as (
         {{ smoothed_ctr('coalesce(user_totals.user_prior_clicks, 0)',
                         'coalesce(user_totals.user_prior_impressions, 0)',
                         'as_of.ctr_prior') }} as user_ctr,
+        coalesce(user_totals.user_prior_expected_clicks, 0) as user_prior_expected_clicks,
+        {{ coec('coalesce(user_totals.user_prior_clicks, 0)',
+                'coalesce(user_totals.user_prior_expected_clicks, 0)') }} as user_coec,
         {{ seconds_since('as_of.as_of_ts', 'user_totals.user_last_impression_ts') }}
             as user_seconds_since_last_impression,
         {{ seconds_since('as_of.as_of_ts', 'user_totals.user_last_click_ts') }}
