@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 
 from models_py import metrics
-from models_py.baselines import fit_and_score
+from models_py.baselines import fit_lightgbm, fit_logistic
 from models_py.config import TrainConfig
+from models_py.data import FeatureFrame
 from models_py.model import CTRModel
 from models_py.pipeline import Prepared
 from models_py.registry import FeatureSpec
@@ -57,6 +58,41 @@ def _baseline_rows(train_rows: np.ndarray, limit: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(train_rows, size=limit, replace=False))
 
 
+def fit_baselines(
+    config: TrainConfig, data: Prepared, test_frame: FeatureFrame
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Logistic regression (on up to ``baseline_max_rows`` sampled training rows) and
+    LightGBM (on up to ``lightgbm_max_rows``, all by default), on the model's split."""
+    spec, encoders, split = data.spec, data.encoders, data.split
+    rows = _baseline_rows(split.train, config.baseline_max_rows, config.seed)
+    logistic = fit_logistic(data.frame.take(rows), test_frame, spec, encoders)
+    tree_rows = _baseline_rows(split.train, config.lightgbm_max_rows, config.seed)
+    trees = fit_lightgbm(
+        data.frame.take(tree_rows),
+        data.frame.take(split.validation),
+        test_frame,
+        spec,
+        encoders,
+        config.seed,
+        config.threads,
+    )
+    summary: dict[str, Any] = {
+        "logistic_regression": {
+            "auc": logistic["auc"],
+            "logloss": logistic["logloss"],
+            "train_rows": int(len(rows)),
+        },
+        "lightgbm": {
+            "auc": trees["auc"],
+            "logloss": trees["logloss"],
+            "train_rows": int(len(tree_rows)),
+            "rounds": int(trees["rounds"]),
+        },
+    }
+    curves = {"logistic_regression": np.asarray(logistic["p"]), "lightgbm": np.asarray(trees["p"])}
+    return summary, curves
+
+
 def evaluate(
     model: CTRModel,
     state: TrainState,
@@ -69,16 +105,16 @@ def evaluate(
     device = pick_device(config)
     test_frame = data.frame.take(data.split.test)
     y = np.asarray(test_frame.columns[spec.label_column], dtype=np.int64)
-    p_model = predict(model.to(device), data.test, device).astype(np.float64)
-    p = metrics.recalibrate(p_model, config.negative_rate)
+    p = predict(model.to(device), data.test, device).astype(np.float64)
 
     user_col = spec.entity_column("user")
     item_col = spec.entity_column("item")
     users = test_frame.columns[user_col] if user_col else None
     result: dict[str, Any] = {"test": metrics.summary(y, p, users)}
-    if config.negative_rate < 1:
-        result["test"]["calibration_without_recalibration"] = metrics.calibration(y, p_model)
-        result["test"]["calibration_recalibrated"] = result["test"]["calibration"]
+    scale, shift = (float(v) for v in model.calibration)
+    result["calibration_fit"] = {"scale": scale, "shift": shift}
+    p_raw = predict(model, data.test, device, raw=True).astype(np.float64)
+    result["test"]["calibration_without_recalibration"] = metrics.calibration(y, p_raw)
 
     cold = np.zeros(len(y), dtype=bool)
     for column in (user_col, item_col):
@@ -89,13 +125,8 @@ def evaluate(
 
     curves: dict[str, np.ndarray] = {"model": p}
     if baselines:
-        rows = _baseline_rows(data.split.train, config.baseline_max_rows, config.seed)
-        scored = fit_and_score(data.frame.take(rows), test_frame, spec, data.encoders, config.seed)
-        result["baselines"] = {
-            name: {"auc": b["auc"], "logloss": b["logloss"]} for name, b in scored.items()
-        }
-        result["baselines"]["train_rows"] = int(len(rows))
-        curves.update({name: np.asarray(b["p"]) for name, b in scored.items()})
+        result["baselines"], scored = fit_baselines(config, data, test_frame)
+        curves.update(scored)
 
     truth = _oracle(
         data.warehouse.raw_path, np.asarray(test_frame.columns[spec.id_column], dtype=np.int64)
