@@ -185,7 +185,7 @@ def bench_size(impressions: int, root: Path, repeats: int) -> dict[str, Any]:
 
         out[f"train_samples_per_s_{threads}_threads"] = _median(one_run, repeats)
 
-    deepfm = _deepfm_samples_per_s(data, config, threads=2, repeats=repeats)
+    deepfm = _deepfm_samples_per_s(data, data.config, threads=2, repeats=repeats)
     out["deepfm_samples_per_s_2_threads"] = deepfm
     out["ratio_vs_deepfm"] = out["train_samples_per_s_2_threads"] / deepfm if deepfm else None
 

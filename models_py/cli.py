@@ -22,32 +22,44 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(message)
 
 
+# Flags whose spelling differs from the field name; every other TrainConfig field
+# is the flag --field-name.
+_FLAG_NAMES = {"drop_groups": "--drop-group"}
+_FLAG_HELP = {
+    "drop_groups": "leave out a feature group (meta.group in the dbt YAML); repeat for several",
+    "interaction": "none | dot | fm",
+    "wide": "crosses | linear | off",
+    "device": "auto | cpu | cuda",
+    "streaming": "auto | on | off: stream the training split from disk",
+    "batch_size": "0 = automatic (about 200 steps an epoch)",
+    "negative_rate": "keep each negative training row with this probability",
+}
+
+
 def _add_training_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, derived from the dataclass, so that the
+    flags and the configuration cannot drift apart."""
+    import dataclasses
+
+    from models_py.config import TrainConfig
+
     group = parser.add_argument_group("training options (override --config)")
-    group.add_argument("--epochs", type=int)
-    group.add_argument("--batch-size", type=int)
-    group.add_argument("--lr", type=float)
-    group.add_argument("--embedding-dim", type=int)
-    group.add_argument("--interaction", help="none | dot | fm")
-    group.add_argument(
-        "--negative-rate", type=float, help="keep each negative training row with this probability"
-    )
-    group.add_argument(
-        "--drop-group",
-        action="append",
-        dest="drop_groups",
-        metavar="GROUP",
-        help="leave out a feature group (meta.group in the dbt YAML)",
-    )
-    group.add_argument("--max-steps", type=int)
-    group.add_argument("--threads", type=int)
-    group.add_argument("--seed", type=int)
-    group.add_argument("--device", help="auto | cpu | cuda")
-    group.add_argument(
-        "--streaming",
-        help="auto | on | off: stream the training split from disk (auto: above "
-        "stream_above_rows rows)",
-    )
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        default = getattr(defaults, f.name)
+        flag = _FLAG_NAMES.get(f.name, "--" + f.name.replace("_", "-"))
+        help_text = f"{_FLAG_HELP.get(f.name, '')} (default: {default})".strip()
+        kwargs: dict[str, Any] = {"dest": f.name, "help": help_text}
+        if isinstance(default, bool):
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif f.name == "drop_groups":
+            kwargs.update(action="append", metavar="GROUP")
+        elif isinstance(default, tuple | list):
+            inner = type(default[0]) if default else str
+            kwargs.update(nargs=len(default) if isinstance(default, tuple) else "*", type=inner)
+        else:
+            kwargs["type"] = type(default)
+        group.add_argument(flag, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,25 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    keys = (
-        "epochs",
-        "batch_size",
-        "lr",
-        "embedding_dim",
-        "interaction",
-        "negative_rate",
-        "drop_groups",
-        "max_steps",
-        "threads",
-        "seed",
-        "device",
-        "streaming",
-    )
-    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+    import dataclasses
+
+    from models_py.config import TrainConfig
+
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    return {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     from models_py import checkpoint, distributed
+    from models_py.calibration import calibrate
     from models_py.config import TrainConfig, load_config
     from models_py.data import Encoders
     from models_py.evaluate import evaluate, terminal_table
@@ -179,6 +183,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         )
     else:
         data = prepare(config, target=args.target)
+    config = data.config  # automatic values (batch size) resolved for the data
     if dist.is_main:
         distributed.barrier(dist)
     if not dist.is_main:
@@ -234,6 +239,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     best = checkpoint.load(run_dir / checkpoint.BEST)
     model = build_model(data.spec, data.encoders, config)
     model.load_state_dict(best["model"])
+    calibrate(model, data.validation, config.negative_rate)
+    checkpoint.save({**best, "model": model.state_dict()}, run_dir / checkpoint.BEST)
     result = evaluate(model, state, config, data, run_dir, baselines=not args.no_baselines)
     point_latest(run_dir)
     tracker.metrics(result)

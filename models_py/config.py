@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from seeds_gen.errors import UserError
 
 INTERACTIONS = ("none", "dot", "fm")
+WIDE = ("off", "linear", "crosses")
 
 
 @dataclass
@@ -31,20 +33,31 @@ class TrainConfig:
     hidden: list[int] = field(default_factory=lambda: [64, 32])
     dropout: float = 0.1
     interaction: str = "none"  # none | dot (user . item) | fm (all pairs): see README
+    # the wide path beside the MLP: off | linear (a weight per value and numeric) |
+    # crosses (linear plus a weight per pair of values of two attribute columns)
+    wide: str = "crosses"
+    deep_ids: bool = False  # feed user and item id embeddings to the MLP as well
     # optimisation
-    batch_size: int = 4096
+    batch_size: int = 0  # 0 = auto: a power of two giving about 200 steps an epoch, 256-4096
     lr: float = 2e-3
-    embedding_lr: float = 1e-3
+    embedding_lr: float = 1e-2
+    embedding_weight_decay: float = 0.0  # decoupled; dense tables only (SparseAdam has none)
+    wide_lr: float = 2e-3
+    # decoupled decay of the wide weights: values seen rarely shrink toward 0
+    wide_weight_decay: float = 1.0
     weight_decay: float = 1e-5
-    epochs: int = 2
+    epochs: int = 10  # at most: early stopping on validation AUC ends training sooner
     evals_per_epoch: int = 4
-    patience: int = 3  # evaluations without improvement before stopping
+    patience: int = 4  # evaluations without improvement before stopping
     max_steps: int = 0  # 0 = no limit
     # runtime
     seed: int = 42
     threads: int = 1
     device: str = "auto"  # auto | cpu | cuda
-    baseline_max_rows: int = 400_000  # training rows for the sklearn baselines (0 = all)
+    baseline_max_rows: int = 400_000  # training rows for logistic regression (0 = all)
+    lightgbm_max_rows: int = 0  # training rows for the LightGBM baseline (0 = all)
+    # embedding tables above this many rows take sparse gradients (SparseAdam)
+    sparse_above_rows: int = 200_000
     # auto: stream the training split from disk (models_py.stream) above this many rows
     streaming: str = "auto"  # auto | on | off
     stream_above_rows: int = 3_000_000
@@ -73,7 +86,11 @@ class TrainConfig:
             self.interaction in INTERACTIONS,
             f"interaction must be one of {', '.join(INTERACTIONS)}, got {self.interaction!r}",
         )
-        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(
+            self.wide in WIDE,
+            f"wide must be one of {', '.join(WIDE)}, got {self.wide!r}",
+        )
+        _check(self.batch_size >= 0, f"batch_size must be >= 0 (0 = auto), got {self.batch_size}")
         _check(
             self.streaming in ("auto", "on", "off"),
             f"streaming must be auto, on or off, got {self.streaming!r}",
@@ -84,6 +101,19 @@ class TrainConfig:
         )
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(self.embedding_lr > 0, f"embedding_lr must be > 0, got {self.embedding_lr}")
+        _check(self.wide_lr > 0, f"wide_lr must be > 0, got {self.wide_lr}")
+        _check(
+            self.embedding_weight_decay >= 0,
+            f"embedding_weight_decay must be >= 0, got {self.embedding_weight_decay}",
+        )
+        _check(
+            self.wide_weight_decay >= 0,
+            f"wide_weight_decay must be >= 0, got {self.wide_weight_decay}",
+        )
+        _check(
+            self.sparse_above_rows >= 0,
+            f"sparse_above_rows must be >= 0, got {self.sparse_above_rows}",
+        )
         _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(
@@ -101,7 +131,17 @@ class TrainConfig:
             self.baseline_max_rows >= 0,
             f"baseline_max_rows must be >= 0, got {self.baseline_max_rows}",
         )
+        _check(
+            self.lightgbm_max_rows >= 0,
+            f"lightgbm_max_rows must be >= 0, got {self.lightgbm_max_rows}",
+        )
         return self
+
+    def for_rows(self, rows: int) -> TrainConfig:
+        """This configuration with its automatic values resolved for ``rows`` training rows."""
+        if self.batch_size:
+            return self
+        return dataclasses.replace(self, batch_size=auto_batch_size(rows))
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -126,6 +166,17 @@ class TrainConfig:
         merged = self.to_dict()
         merged.update({k: v for k, v in overrides.items() if v is not None})
         return TrainConfig.from_dict(merged, source="option")
+
+
+STEPS_PER_EPOCH = 200
+MIN_BATCH, MAX_BATCH = 256, 4096
+
+
+def auto_batch_size(rows: int) -> int:
+    """The power of two nearest to ``rows / 200``, within 256 to 4096: small data gets
+    enough optimiser steps an epoch, large data keeps large fast batches."""
+    size = 2 ** round(math.log2(max(rows / STEPS_PER_EPOCH, 1)))
+    return min(max(size, MIN_BATCH), MAX_BATCH)
 
 
 def _check(ok: bool, message: str) -> None:

@@ -122,9 +122,19 @@ class Encoders:
 
 
 def transform_values(values: np.ndarray, transform: str | None) -> np.ndarray:
+    """The YAML's ``meta.transform``: log1p for counts and durations; log for ratios
+    (COEC); logit for rates in (0, 1), so that a rate enters on the scale of the
+    model's logit. Values outside a transform's domain become missing (NaN)."""
     values = values.astype(np.float64)
     if transform == "log1p":
         return np.sign(values) * np.log1p(np.abs(values))
+    if transform == "log":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(values > 0, np.log(np.where(values > 0, values, 1.0)), np.nan)
+    if transform == "logit":
+        inside = (values > 0) & (values < 1)
+        safe = np.where(inside, values, 0.5)
+        return np.where(inside, np.log(safe) - np.log1p(-safe), np.nan)
     return values
 
 

@@ -67,13 +67,6 @@ def gauc(users: np.ndarray, y: np.ndarray, p: np.ndarray) -> float:
     return float((user_auc * per_user["n"]).sum() / per_user["n"].sum())
 
 
-def recalibrate(p: np.ndarray, negative_rate: float) -> np.ndarray:
-    """Undo negative downsampling (He et al., 2014): q = p / (p + (1 - p) / w)."""
-    if negative_rate >= 1:
-        return p
-    return p / (p + (1 - p) / negative_rate)
-
-
 def summary(y: np.ndarray, p: np.ndarray, users: np.ndarray | None = None) -> dict[str, float]:
     out = {
         "auc": auc(y, p),

@@ -26,6 +26,7 @@ from seeds_gen.paths import data_dir
 
 @dataclass
 class Prepared:
+    config: TrainConfig  # with its automatic values resolved for this data (for_rows)
     warehouse: Warehouse
     spec: FeatureSpec  # after drop_groups
     frame: FeatureFrame | StoreFrame  # every row of the table (on disk when streaming)
@@ -36,6 +37,7 @@ class Prepared:
     validation: Encoded
     test: Encoded
     stream: StreamedBatches | None = None
+    train_label_rate: float = 0.5  # click rate of train_rows: where the model's output starts
 
 
 def load_checked_spec(target: str | None = None) -> tuple[Warehouse, FeatureSpec, str]:
@@ -80,12 +82,15 @@ def prepare(
         split = time_split(frame.columns[spec.time_column], tuple(config.split_fractions))
         labels = frame.columns[spec.label_column]
         train_rows = downsample_negatives(split.train, labels, config.negative_rate, config.seed)
+        config = config.for_rows(len(train_rows))
         return with_inputs(warehouse, spec, frame, split, train_rows, config, encoders)
 
     split = time_split(store.read(spec.time_column), tuple(config.split_fractions))
     labels = store.read(spec.label_column)
     train_rows = downsample_negatives(split.train, labels, config.negative_rate, config.seed)
+    rate = float(np.mean(labels[train_rows]))
     del labels
+    config = config.for_rows(len(train_rows))
     if encoders is None:
         encoders = fit_encoders_streaming(
             store, spec, split.train, config.min_count, config.numeric_buckets, config.seed
@@ -98,6 +103,7 @@ def prepare(
 
     batches = StreamedBatches(store, spec, encoders, train_rows, config.batch_size, config.seed)
     return Prepared(
+        config,
         warehouse,
         spec,
         disk,
@@ -108,6 +114,7 @@ def prepare(
         encoded(split.validation),
         encoded(split.test),
         batches,
+        rate,
     )
 
 
@@ -121,6 +128,7 @@ def with_inputs(
     encoders: Encoders | None = None,
 ) -> Prepared:
     """Encode the three splits for ``spec``, fitting encoders on train unless given."""
+    config = config.for_rows(len(train_rows))
     if encoders is None:
         encoders = fit_encoders(frame, spec, split.train, config.min_count, config.numeric_buckets)
 
@@ -129,6 +137,7 @@ def with_inputs(
         return encode(part.columns, spec, encoders, part.columns[spec.label_column])
 
     return Prepared(
+        config,
         warehouse,
         spec,
         frame,
@@ -138,4 +147,5 @@ def with_inputs(
         encoded(train_rows),
         encoded(split.validation),
         encoded(split.test),
+        train_label_rate=float(np.mean(frame.columns[spec.label_column][train_rows])),
     )

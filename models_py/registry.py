@@ -22,6 +22,7 @@ from seeds_gen.errors import UserError
 FEATURE_MODEL = "fct_impression_features"
 FEATURE_TYPES = ("categorical", "numeric")
 FAILED_STATUSES = ("error", "fail", "runtime error")
+TRANSFORMS = ("log1p", "log", "logit")
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class FeatureColumn:
     type: str  # categorical | numeric
     group: str
     entity: str | None = None  # user | item: that entity's id
-    transform: str | None = None  # log1p
+    transform: str | None = None  # log1p | log | logit (models_py.data.transform_values)
     nullable: bool = False
     serving_value: Any = None  # value used when scoring candidates (context features)
 
@@ -186,8 +187,11 @@ def _feature(model: str, name: str, meta: dict[str, Any]) -> FeatureColumn:
     if not isinstance(group, str) or not group:
         raise UserError(f"column {model}.{name}: meta.group is required for features")
     transform = meta.get("transform")
-    if transform not in (None, "log1p"):
-        raise UserError(f"column {model}.{name}: meta.transform must be log1p, got {transform!r}")
+    if transform not in (None, *TRANSFORMS):
+        raise UserError(
+            f"column {model}.{name}: meta.transform must be one of {', '.join(TRANSFORMS)}, "
+            f"got {transform!r}"
+        )
     entity = meta.get("entity")
     if entity not in (None, "user", "item"):
         raise UserError(f"column {model}.{name}: meta.entity must be user or item, got {entity!r}")

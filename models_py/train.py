@@ -73,8 +73,11 @@ def seed_everything(seed: int) -> None:
 
 
 def build_model(
-    spec: FeatureSpec, encoders: Encoders, config: TrainConfig, sparse: bool = True
+    spec: FeatureSpec, encoders: Encoders, config: TrainConfig, sparse_allowed: bool = True
 ) -> CTRModel:
+    """The network for this spec and these encoders. The embedding table takes sparse
+    gradients above ``config.sparse_above_rows`` rows (never under nccl, which cannot
+    reduce them: ``sparse_allowed``)."""
     slots = categorical_slots(spec, encoders)
     names = [name for name, _ in slots]
     user, item = spec.entity_column("user"), spec.entity_column("item")
@@ -87,21 +90,66 @@ def build_model(
         interaction=config.interaction,
         user_slot=names.index(user) if user in names else None,
         item_slot=names.index(item) if item in names else None,
-        sparse=sparse,
+        sparse=sparse_allowed and sum(card for _, card in slots) > config.sparse_above_rows,
+        wide=config.wide != "off",
+        crosses=attribute_crosses(spec, slots) if config.wide == "crosses" else [],
+        deep_ids=config.deep_ids,
     )
 
 
+MAX_CROSS_CELLS = 100_000
+
+
+def attribute_crosses(spec: FeatureSpec, slots: list[tuple[str, int]]) -> list[tuple[int, int]]:
+    """Every pair of attribute categoricals (entity ids and numeric buckets left out)
+    whose cross has at most MAX_CROSS_CELLS cells: the wide path learns one weight
+    per pair of values, as Wide & Deep's cross-product features do."""
+    attributes = {f.name for f in spec.categorical if f.entity is None}
+    fields = [j for j, (name, _) in enumerate(slots) if name in attributes]
+    return [
+        (a, b)
+        for i, a in enumerate(fields)
+        for b in fields[i + 1 :]
+        if slots[a][1] * slots[b][1] <= MAX_CROSS_CELLS
+    ]
+
+
 @torch.inference_mode()
-def predict(model: CTRModel, data: Encoded, device: torch.device) -> np.ndarray:
-    """Click probabilities for every row, in large batches, without autograd."""
+def predict(model: CTRModel, data: Encoded, device: torch.device, raw: bool = False) -> np.ndarray:
+    """Click probabilities for every row, in large batches, without autograd;
+    ``raw``: sigmoid of the network's logit, before the model's calibration."""
     model.eval()
     out = []
     for start in range(0, len(data), EVAL_BATCH):
         cat = data.categorical[start : start + EVAL_BATCH].to(device)
         num = data.numeric[start : start + EVAL_BATCH].to(device)
-        out.append(torch.sigmoid(model(cat, num)).float().cpu())
+        p = torch.sigmoid(model(cat, num)) if raw else model.probability(cat, num)
+        out.append(p.float().cpu())
     model.train()
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+def make_optimizers(model: CTRModel, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:
+    """AdamW for the MLP, Adam (SparseAdam for a sparse table) for the embeddings,
+    Adam for the wide weights, each at its own learning rate."""
+    groups = model.parameter_groups()
+    if model.embedding.sparse:  # SparseAdam has no weight decay
+        embedding: torch.optim.Optimizer = torch.optim.SparseAdam(
+            groups["embedding"], lr=config.embedding_lr
+        )
+    else:
+        embedding = torch.optim.AdamW(
+            groups["embedding"], lr=config.embedding_lr, weight_decay=config.embedding_weight_decay
+        )
+    optimizers: dict[str, torch.optim.Optimizer] = {
+        "dense": torch.optim.AdamW(groups["dense"], lr=config.lr, weight_decay=config.weight_decay),
+        "embedding": embedding,
+    }
+    if "wide" in groups:
+        optimizers["wide"] = torch.optim.AdamW(
+            groups["wide"], lr=config.wide_lr, weight_decay=config.wide_weight_decay
+        )
+    return optimizers
 
 
 def _payload(
@@ -138,25 +186,22 @@ def train(
     of every global batch and DDP averages the gradients; rank 0 evaluates and
     writes the checkpoints."""
     dist = dist or Dist()
+    config = config.for_rows(len(data.train_rows))
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     device = pick_device(config)
     if device.type == "cuda" and dist.enabled:
         device = torch.device("cuda", dist.local_rank)
     model = build_model(data.spec, data.encoders, config, dist.sparse_embeddings).to(device)
+    if resume_from is None:
+        model.start_at_rate(float(data.train_label_rate))
     net: nn.Module = model
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [dist.local_rank] if device.type == "cuda" else None
         net = DistributedDataParallel(model, device_ids=ids)
-    embedding_optimizer = torch.optim.SparseAdam if dist.sparse_embeddings else torch.optim.Adam
-    optimizers: dict[str, torch.optim.Optimizer] = {
-        "dense": torch.optim.AdamW(
-            model.dense_parameters(), lr=config.lr, weight_decay=config.weight_decay
-        ),
-        "sparse": embedding_optimizer(model.sparse_parameters(), lr=config.embedding_lr),
-    }
+    optimizers = make_optimizers(model, config)
     state = TrainState()
     if resume_from is not None:
         model.load_state_dict(resume_from["model"])

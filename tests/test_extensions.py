@@ -1,4 +1,4 @@
-"""Negative downsampling with recalibration, and experiment tracking in MLflow."""
+"""Negative downsampling with calibration, and experiment tracking in MLflow."""
 
 from __future__ import annotations
 
@@ -8,21 +8,28 @@ import numpy as np
 import pytest
 
 from models_py import metrics
+from models_py.calibration import platt_fit
 from tests.conftest import copy_world, recsys
 
 
-def test_recalibration_inverts_negative_downsampling():
+def test_platt_scaling_undoes_negative_downsampling_and_keeps_the_ranking():
     rng = np.random.default_rng(0)
     p = rng.uniform(0.001, 0.3, size=200_000)
     y = (rng.random(len(p)) < p).astype(int)
     w = 0.1
     downsampled_world = p / (p + (1 - p) * w)  # what a model trained on the sample learns
-    q = metrics.recalibrate(downsampled_world, w)
-    np.testing.assert_allclose(q, p, rtol=1e-12)
+    scale, shift = platt_fit(downsampled_world, y, w)
+    logit = np.log(downsampled_world / (1 - downsampled_world))
+    q = 1 / (1 + np.exp(-(scale * logit + shift)))
     assert metrics.calibration(y, downsampled_world) > 3
     assert metrics.calibration(y, q) == pytest.approx(1.0, abs=0.02)
-    assert metrics.recalibrate(np.array([0.5]), 0.1)[0] == pytest.approx(0.5 / (0.5 + 5.0))
-    assert metrics.recalibrate(p, 1.0) is p
+    assert scale == pytest.approx(1.0, abs=0.05) and shift == pytest.approx(np.log(w), abs=0.1)
+    assert metrics.auc(y, q) == pytest.approx(metrics.auc(y, downsampled_world), abs=1e-12)
+
+
+def test_platt_scaling_without_both_classes_only_undoes_downsampling():
+    assert platt_fit(np.array([0.2, 0.3]), np.array([0, 0]), 0.25) == (1.0, np.log(0.25))
+    assert platt_fit(np.array([0.2, 0.3]), np.array([1, 1])) == (1.0, 0.0)
 
 
 def test_downsampled_training_reports_calibration_with_and_without(built_world, tmp_path):

@@ -41,7 +41,7 @@ def test_train_writes_a_complete_run_directory(trained_run):
     for key in ("auc", "logloss", "pr_auc", "ne", "calibration", "ece", "gauc"):
         assert np.isfinite(m["test"][key]), key
     assert m["test"]["cold"]["rows"] + m["test"]["warm"]["rows"] == m["test"]["rows"]
-    for name in ("logistic_regression", "gbdt"):
+    for name in ("logistic_regression", "lightgbm"):
         assert 0.5 < m["baselines"][name]["auc"] < 1
     assert m["oracle"]["auc"] > m["oracle_nonpersonal"]["auc"]
     assert m["train"]["samples_per_s"] > 0 and m["train"]["best_step"] >= 1
@@ -55,7 +55,9 @@ def test_evaluate_reproduces_the_train_time_metrics(built_world, trained_run):
     after = json.loads((trained_run / "metrics.json").read_text())
     for key in ("auc", "logloss", "gauc", "calibration"):
         assert after["test"][key] == pytest.approx(before["test"][key], abs=1e-9), key
-    assert after["baselines"]["gbdt"]["auc"] == pytest.approx(before["baselines"]["gbdt"]["auc"])
+    assert after["baselines"]["lightgbm"]["auc"] == pytest.approx(
+        before["baselines"]["lightgbm"]["auc"]
+    )
 
 
 def test_unseen_ids_map_to_slot_zero_and_still_score(built_world, trained_run):
@@ -259,7 +261,7 @@ def test_time_split_puts_no_later_row_in_an_earlier_split():
         ('{"epochs": 1, "colour": "red"}', "unknown key 'colour'"),
         ('{"epochs": "three"}', "epochs must be int, got str 'three'"),
         ('{"lr": -0.1}', "lr must be > 0, got -0.1"),
-        ('{"batch_size": 0}', "batch_size must be >= 1, got 0"),
+        ('{"batch_size": -1}', "batch_size must be >= 0 (0 = auto), got -1"),
         ("[1, 2]", "must hold a JSON object"),
         ("{not json", "is not valid JSON"),
     ],
@@ -275,7 +277,8 @@ def test_bad_config_files_give_one_line_and_exit_2(tmp_path, content, message):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--batch-size", "0"], "batch_size must be >= 1, got 0"),
+        (["--batch-size", "-1"], "batch_size must be >= 0 (0 = auto), got -1"),
+        (["--wide", "tall"], "wide must be one of off, linear, crosses, got 'tall'"),
         (["--lr", "-1"], "lr must be > 0, got -1.0"),
         (["--negative-rate", "1.5"], "negative_rate must be in (0, 1], got 1.5"),
         (["--interaction", "magic"], "interaction must be one of none, dot, fm, got 'magic'"),

@@ -1,0 +1,109 @@
+"""The network and the settings that follow the data: crosses, ids, schedule."""
+
+from __future__ import annotations
+
+import torch
+
+from models_py.config import TrainConfig, auto_batch_size
+from models_py.model import CTRModel
+from models_py.registry import FeatureColumn, FeatureSpec
+from models_py.train import attribute_crosses, make_optimizers
+
+SPEC = FeatureSpec(
+    "fct",
+    "interaction_id",
+    "event_ts",
+    "clicked",
+    (
+        FeatureColumn("user_id", "categorical", "user_id", entity="user"),
+        FeatureColumn("item_id", "categorical", "item_id", entity="item"),
+        FeatureColumn("age_band", "categorical", "user_profile"),
+        FeatureColumn("category", "categorical", "item_profile"),
+        FeatureColumn("item_ctr", "numeric", "item_history"),
+    ),
+)
+# user, item, age band, category, then the numeric's bucket slot
+SLOTS = [
+    ("user_id", 50),
+    ("item_id", 40),
+    ("age_band", 6),
+    ("category", 21),
+    ("item_ctr__bucket", 9),
+]
+
+
+def test_the_batch_size_follows_the_training_rows():
+    assert auto_batch_size(10_000) == 256  # floor: at least ~40 steps of 256
+    assert auto_batch_size(100_000) == 512  # about 200 steps an epoch
+    assert auto_batch_size(800_000) == 4096
+    assert auto_batch_size(100_000_000) == 4096  # ceiling: large data keeps fast batches
+    assert TrainConfig().for_rows(100_000).batch_size == 512
+    assert TrainConfig(batch_size=64).for_rows(100_000).batch_size == 64  # explicit wins
+
+
+def test_crosses_pair_attribute_columns_only():
+    # ids (thousands of levels) and numeric buckets are never crossed
+    assert attribute_crosses(SPEC, SLOTS) == [(2, 3)]
+
+
+def _model(**kwargs) -> CTRModel:
+    defaults = dict(
+        cardinalities=[card for _, card in SLOTS],
+        numeric_width=1,
+        embedding_dim=4,
+        hidden=[8],
+        dropout=0.0,
+        interaction="none",
+        user_slot=0,
+        item_slot=1,
+        crosses=[(2, 3)],
+    )
+    return CTRModel(**{**defaults, **kwargs})
+
+
+def test_the_wide_path_learns_a_pairwise_cross_the_mlp_alone_would_need_to_find():
+    """Labels from a random table over (age band, category): no sum of per-column
+    effects can fit it; one weight per cell can."""
+    torch.manual_seed(0)
+    n = 4096
+    categorical = torch.stack(
+        [
+            torch.randint(0, 50, (n,)),
+            torch.randint(0, 40, (n,)),
+            torch.randint(0, 6, (n,)),
+            torch.randint(0, 21, (n,)),
+            torch.randint(0, 9, (n,)),
+        ],
+        dim=1,
+    ).to(torch.int32)
+    numeric = torch.zeros(n, 1)
+    table = torch.randint(0, 2, (6, 21), generator=torch.Generator().manual_seed(1))
+    label = table[categorical[:, 2].long(), categorical[:, 3].long()].float()
+    model = _model(hidden=[1])  # an MLP too small to help
+    model.start_at_rate(float(label.mean()))
+    optimizers = make_optimizers(model, TrainConfig(wide_lr=0.1, wide_weight_decay=0.0))
+    for _ in range(300):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(
+            model(categorical, numeric), label
+        )
+        for opt in optimizers.values():
+            opt.zero_grad()
+        loss.backward()
+        for opt in optimizers.values():
+            opt.step()
+    p = model.probability(categorical, numeric)
+    assert ((p > 0.5).float() == label).float().mean() > 0.99
+
+
+def test_ids_enter_the_mlp_only_when_asked():
+    assert _model().deep_fields.tolist() == [2, 3, 4]
+    assert _model(deep_ids=True).deep_fields.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_the_output_starts_at_the_training_click_rate():
+    model = _model()
+    model.start_at_rate(0.05)
+    categorical = torch.zeros(3, len(SLOTS), dtype=torch.int32)
+    # wide weights start at 0; the MLP's own output is small at initialisation
+    p = model.probability(categorical, torch.zeros(3, 1))
+    assert torch.allclose(p, torch.full((3,), 0.05), atol=0.02)
