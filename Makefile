@@ -4,6 +4,7 @@
 #   make all                  generate the default world, build features, train, evaluate
 #   make all DATASET=movielens ML100K_DIR=~/ml-100k      the same on MovieLens-100K
 #   make test                 the test suite (CI runs exactly this)
+#   make quality              model vs logistic regression and LightGBM on four worlds
 #   RECSYS_DATA_DIR=/tmp/w make all IMPRESSIONS=100000   keep worlds apart
 
 PYTHON ?= python3.11
@@ -40,7 +41,7 @@ SEED ?= 42
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data features train evaluate all ablate recommend score rank bench mlflow-ui test test-spark lint clean
+.PHONY: setup data features train evaluate all ablate recommend score rank bench quality mlflow-ui test test-spark lint clean
 
 setup: $(STAMP)
 
@@ -104,6 +105,11 @@ BENCH_SIZES ?= 1000000,5000000
 bench: setup
 	$(BIN)/pip install --quiet -e ".[bench]"
 	$(BIN)/python -m models_py.bench --sizes $(BENCH_SIZES)
+
+# Model quality beside logistic regression and LightGBM on the default world (seeds
+# 42 and 3), a small world and the MovieLens fixture; quality.json (~10 minutes).
+quality: setup
+	$(BIN)/python -m models_py.quality
 
 test: setup
 	$(BIN)/pytest $(PYTEST_ARGS)
