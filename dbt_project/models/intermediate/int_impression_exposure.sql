@@ -31,7 +31,7 @@ history_with_prior as (
 history_with_item_ctr as (
 
     select
-        history_with_prior.*,
+        *,
         {{ smoothed_ctr('item_prior_clicks', 'item_prior_impressions', 'ctr_prior') }}
             as item_ctr
     from history_with_prior
@@ -41,7 +41,7 @@ history_with_item_ctr as (
 exposure as (
 
     select
-        history_with_item_ctr.*,
+        *,
         coalesce(sum(item_ctr) over user_prior, 0.0) as user_prior_expected_clicks,
         coalesce(sum(item_ctr) over user_category_prior, 0.0)
             as user_category_prior_expected_clicks
