@@ -200,6 +200,8 @@ def _coerce(name: str, value: Any, default: Any, source: str) -> Any:
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise wrong
+        if not math.isfinite(value):
+            raise UserError(f"{source}: {name} must be a finite number, got {value!r}")
         return float(value)
     if isinstance(default, str):
         if not isinstance(value, str):

@@ -4,6 +4,7 @@ baselines, the oracle on synthetic data, plots and a report in the run directory
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,13 @@ def evaluate(
     item_col = spec.entity_column("item")
     users = test_frame.columns[user_col] if user_col else None
     result: dict[str, Any] = {"test": metrics.summary(y, p, users)}
+    if not np.isfinite(result["test"]["auc"]):
+        warnings.warn(
+            f"the test split ({len(y):,} rows) holds one label only: AUC and the metrics "
+            f"built on it are undefined (null in metrics.json); the data is too small "
+            f"to judge the model",
+            stacklevel=2,
+        )
     scale, shift = (float(v) for v in model.calibration)
     result["calibration_fit"] = {"scale": scale, "shift": shift}
     p_raw = predict(model, data.test, device, raw=True).astype(np.float64)

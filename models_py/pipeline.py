@@ -21,6 +21,7 @@ from models_py.registry import FeatureSpec, check_features_ready, load_spec
 from models_py.store import open_store
 from models_py.stream import StoreFrame, StreamedBatches, fit_encoders_streaming
 from models_py.warehouse import Warehouse, load_warehouse
+from seeds_gen.errors import UserError
 from seeds_gen.paths import data_dir
 
 
@@ -57,6 +58,20 @@ def downsample_negatives(
     return rows[(labels[rows] == 1) | keep]
 
 
+def check_learnable(labels: np.ndarray, rows: np.ndarray) -> float:
+    """The click rate of the training rows; refuse one-class training data."""
+    if len(rows) == 0:
+        raise UserError("the training split is empty: nothing to learn from")
+    rate = float(np.mean(labels[rows]))
+    if rate in (0.0, 1.0):
+        kind = "no clicks" if rate == 0.0 else "only clicks"
+        raise UserError(
+            f"the training split ({len(rows):,} rows) has {kind}: a click model needs "
+            f"both labels; check the data's clicked column, or its size"
+        )
+    return rate
+
+
 def prepare(
     config: TrainConfig,
     target: str | None = None,
@@ -82,13 +97,14 @@ def prepare(
         split = time_split(frame.columns[spec.time_column], tuple(config.split_fractions))
         labels = frame.columns[spec.label_column]
         train_rows = downsample_negatives(split.train, labels, config.negative_rate, config.seed)
+        check_learnable(labels, train_rows)
         config = config.for_rows(len(train_rows))
         return with_inputs(warehouse, spec, frame, split, train_rows, config, encoders)
 
     split = time_split(store.read(spec.time_column), tuple(config.split_fractions))
     labels = store.read(spec.label_column)
     train_rows = downsample_negatives(split.train, labels, config.negative_rate, config.seed)
-    rate = float(np.mean(labels[train_rows]))
+    rate = check_learnable(labels, train_rows)
     del labels
     config = config.for_rows(len(train_rows))
     if encoders is None:

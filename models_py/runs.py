@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from seeds_gen.errors import UserError
 from seeds_gen.paths import data_dir
@@ -51,9 +54,24 @@ def resolve_run(path: str | Path | None) -> Path:
 
 
 def write_json(path: Path, payload: Any) -> None:
+    """Valid JSON (an undefined metric, NaN or infinite, is written as null), atomically."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=_plain) + "\n")
+    text = json.dumps(_finite(payload), indent=2, sort_keys=True, default=_plain, allow_nan=False)
+    tmp.write_text(text + "\n")
     os.replace(tmp, path)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (numpy's too) replaced by None."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def write_text(path: Path, text: str) -> None:

@@ -26,6 +26,7 @@ from models_py.model import CTRModel
 from models_py.pipeline import Prepared
 from models_py.registry import FeatureSpec
 from models_py.stream import Batch, StreamedBatches
+from seeds_gen.errors import UserError
 
 EVAL_BATCH = 65_536
 
@@ -246,6 +247,13 @@ def train(
         mine = slice(dist.rank, None, dist.world)  # this process's share of the global batch
         logits = net(categorical[mine].to(device), numeric[mine].to(device))
         loss = loss_fn(logits, label[mine].to(device))
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):
+            raise UserError(
+                f"training diverged at step {state.step + 1:,}: the loss is {loss_value}; "
+                f"lower the learning rates (--lr, --embedding-lr, --wide-lr); "
+                f"checkpoints written so far are kept"
+            )
         for opt in optimizers.values():
             opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -253,7 +261,6 @@ def train(
             opt.step()
         state.step += 1
         state.samples_seen += rows
-        loss_value = float(loss.detach())
         running_loss = (
             loss_value if math.isnan(running_loss) else 0.98 * running_loss + 0.02 * loss_value
         )

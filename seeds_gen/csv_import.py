@@ -19,6 +19,7 @@ row with a reason - so nothing is lost and the rejection report says why.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,13 +66,14 @@ def _value(text: str) -> str | None:
     return text or None
 
 
+ASCII_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
 def _integer(text: str | None) -> int | None:
-    if text is None:
+    """ASCII digits only: Python's int() would also read '１', '१२' and '1_5'."""
+    if text is None or not ASCII_INTEGER.fullmatch(text):
         return None
-    try:
-        return int(text)
-    except ValueError:
-        return None
+    return int(text)
 
 
 def _lookup(path: Path, table: str, key: str) -> tuple[Table, list[str]]:

@@ -48,7 +48,8 @@ def read_csv(path: Path, encoding: str) -> tuple[list[str], Iterator[tuple[int, 
     first = next(lines, None)
     if first is None:
         raise UserError(f"{path}: empty file (expected a header line)")
-    header = [name.strip() for name in next(csv.reader([first[1]]))]
+    # a UTF-8 byte-order mark (spreadsheets write one) is not part of the first name
+    header = [name.strip() for name in next(csv.reader([first[1].removeprefix("\ufeff")]))]
     if any(not name for name in header):
         raise UserError(f"{where(path, first[0])}: the header has an empty column name")
     seen: set[str] = set()

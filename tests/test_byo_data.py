@@ -274,6 +274,14 @@ def test_csv_loads_reports_bad_rows_and_declared_extras_become_features(tmp_path
             lambda f: (f / "users.csv").write_bytes(b"user_id,name\n1,Jos\xe9\n"),
             "users.csv line 2: not valid utf-8",
         ),
+        (
+            lambda f: (f / "users.csv").write_text("user_id,signup_ts\n1,5\n\uff12,6\n"),
+            "users.csv line 3 column user_id: '\uff12' is not an integer",
+        ),
+        (
+            lambda f: (f / "items.csv").write_text("item_id,category\n1_5,a\n"),
+            "items.csv line 2 column item_id: '1_5' is not an integer",
+        ),
     ],
 )
 def test_csv_problems_name_file_line_and_column(tmp_path, edit, message):
@@ -286,6 +294,17 @@ def test_csv_problems_name_file_line_and_column(tmp_path, edit, message):
     assert result.returncode == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert (data / "raw.db").read_bytes() == before  # the last good load is untouched
+
+
+def test_csv_with_a_byte_order_mark_loads(tmp_path):
+    files = write_csv_world(tmp_path / "csv", bad_rows=False)
+    for name in ("users", "items", "interactions"):
+        path = files / f"{name}.csv"
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    data = tmp_path / "data"
+    seeds_gen(csv_args(files), data)
+    users = query(data / "raw.db", "select * from users")
+    assert "user_id" in users.columns and len(users) == 40
 
 
 def test_seeds_gen_help_lists_the_importers():

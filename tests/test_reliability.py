@@ -230,3 +230,64 @@ def test_score_killed_mid_write_leaves_the_previous_predictions(built_world, tra
         after = conn.execute("select * from predictions order by user_id, rank").fetchall()
     assert after == before
     recsys(["score", "-k", "2", "--candidates", "10", "--quiet"], world)  # and it recovers
+
+
+def _one_error_line(result) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_one_class_training_data_is_refused_before_training(built_world, tmp_path, label):
+    world = copy_world(built_world, tmp_path / "world")
+    with sqlite3.connect(world / "warehouse.db") as conn:
+        conn.execute("update fct_impression_features set clicked = ?", [label])
+    result = recsys(["train", "--quiet", "--no-track"], world, check=False)
+    kind = "no clicks" if label == 0 else "only clicks"
+    assert kind in _one_error_line(result)
+    assert not (world / "runs").exists() or not any((world / "runs").iterdir())  # no orphan run
+
+
+def test_diverging_training_stops_with_one_line(built_world, tmp_path):
+    world = copy_world(built_world, tmp_path / "world")
+    args = ["train", "--lr", "1e30", "--wide-lr", "1e30", "--embedding-lr", "1e30", "--quiet"]
+    result = recsys([*args, "--no-track", "--no-baselines"], world, check=False)
+    assert "training diverged at step" in _one_error_line(result)
+
+
+def test_metrics_json_writes_undefined_values_as_null(tmp_path):
+    import numpy as np
+
+    from models_py.runs import write_json
+
+    path = tmp_path / "metrics.json"
+    write_json(path, {"auc": float("nan"), "x": np.float64("inf"), "list": [1.0, np.nan]})
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "auc": None,
+        "x": None,
+        "list": [1.0, None],
+    }
+
+
+def test_sigterm_during_training_says_how_to_resume(built_world, tmp_path):
+    world = copy_world(built_world, tmp_path / "world")
+    proc = subprocess.Popen(
+        [str(BIN / "recsys"), "train", "--batch-size", "256", "--quiet", "--no-track"],
+        cwd=REPO,
+        env={**os.environ, "RECSYS_DATA_DIR": str(world)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    runs = world / "runs"
+    _wait_for(lambda: any(runs.glob("*/last.pt")) if runs.exists() else False, 300, "last.pt")
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert stderr.strip().startswith("terminated:") and "--resume" in stderr
