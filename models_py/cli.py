@@ -152,7 +152,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from models_py.config import TrainConfig, load_config
     from models_py.data import Encoders
     from models_py.evaluate import evaluate, terminal_table
-    from models_py.pipeline import prepare
+    from models_py.pipeline import check_same_build, prepare
     from models_py.registry import FeatureSpec
     from models_py.runs import new_run_dir, point_latest, write_json
     from models_py.tracking import Tracker
@@ -185,6 +185,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         data = prepare(config, target=args.target)
     config = data.config  # automatic values (batch size) resolved for the data
+    if resume_from is not None:
+        check_same_build(resume_from.get("feature_build"), data, str(run_dir))
     if dist.is_main:
         distributed.barrier(dist)
     if not dist.is_main:
@@ -201,7 +203,12 @@ def cmd_train(args: argparse.Namespace) -> None:
     else:
         run_dir = new_run_dir()
         write_json(
-            run_dir / "config.json", {"config": config.to_dict(), "features": data.spec.to_dict()}
+            run_dir / "config.json",
+            {
+                "config": config.to_dict(),
+                "features": data.spec.to_dict(),
+                "feature_build": data.build_id,
+            },
         )
         print(
             f"run {run_dir}: {len(data.train_rows):,} training rows, "
@@ -256,7 +263,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from models_py.config import TrainConfig
     from models_py.data import Encoders
     from models_py.evaluate import evaluate, terminal_table
-    from models_py.pipeline import prepare
+    from models_py.pipeline import check_same_build, prepare
     from models_py.registry import FeatureSpec
     from models_py.runs import resolve_run
     from models_py.tracking import Tracker
@@ -273,6 +280,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         encoders=Encoders.from_dict(best["encoders"]),
         spec=FeatureSpec.from_dict(best["spec"]),
     )
+    check_same_build(best.get("feature_build"), data, str(run_dir))
     model = build_model(data.spec, data.encoders, config)
     model.load_state_dict(best["model"])
     tracker = Tracker(not args.no_track, f"{run_dir.name}-evaluate", "evaluate")

@@ -39,6 +39,7 @@ class Prepared:
     test: Encoded
     stream: StreamedBatches | None = None
     train_label_rate: float = 0.5  # click rate of train_rows: where the model's output starts
+    build_id: str = ""  # the dbt invocation that built the feature table (feature_builds)
 
 
 def load_checked_spec(target: str | None = None) -> tuple[Warehouse, FeatureSpec, str]:
@@ -72,6 +73,15 @@ def check_learnable(labels: np.ndarray, rows: np.ndarray) -> float:
     return rate
 
 
+def check_same_build(run_build: str | None, data: Prepared, run: str) -> None:
+    """Refuse to evaluate or resume a run on features other than those it was trained on."""
+    if run_build and run_build != data.build_id:
+        raise UserError(
+            f"{run} was trained on feature build {run_build}, but the warehouse now holds "
+            f"build {data.build_id}: train a new run on these features"
+        )
+
+
 def prepare(
     config: TrainConfig,
     target: str | None = None,
@@ -99,7 +109,9 @@ def prepare(
         train_rows = downsample_negatives(split.train, labels, config.negative_rate, config.seed)
         check_learnable(labels, train_rows)
         config = config.for_rows(len(train_rows))
-        return with_inputs(warehouse, spec, frame, split, train_rows, config, encoders)
+        prepared = with_inputs(warehouse, spec, frame, split, train_rows, config, encoders)
+        prepared.build_id = build_id
+        return prepared
 
     split = time_split(store.read(spec.time_column), tuple(config.split_fractions))
     labels = store.read(spec.label_column)
@@ -131,6 +143,7 @@ def prepare(
         encoded(split.test),
         batches,
         rate,
+        build_id,
     )
 
 

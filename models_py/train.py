@@ -160,8 +160,10 @@ def _payload(
     config: TrainConfig,
     prepared_spec: FeatureSpec,
     encoders: Encoders,
+    feature_build: str,
 ) -> dict[str, Any]:
     return {
+        "feature_build": feature_build,
         "model": model.state_dict(),
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
         "state": {k: v for k, v in state.__dict__.items()},
@@ -286,7 +288,9 @@ def train(
             else:
                 state.evals_since_best += 1
                 state.stopped_early = state.evals_since_best >= config.patience
-            payload = _payload(model, optimizers, state, config, data.spec, data.encoders)
+            payload = _payload(
+                model, optimizers, state, config, data.spec, data.encoders, data.build_id
+            )
             if improved:
                 checkpoint.save(payload, run_dir / checkpoint.BEST)
             checkpoint.save(payload, run_dir / checkpoint.LAST)

@@ -291,3 +291,16 @@ def test_sigterm_during_training_says_how_to_resume(built_world, tmp_path):
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143
     assert stderr.strip().startswith("terminated:") and "--resume" in stderr
+
+
+def test_evaluate_refuses_a_rebuilt_feature_table(built_world, trained_run, tmp_path):
+    world = copy_world(built_world, tmp_path / "world", runs=True)
+    run = world / "runs" / trained_run.name
+    config = json.loads((run / "config.json").read_text())
+    assert config["feature_build"] == checkpoint.load(run / "best.pt")["feature_build"]
+    recsys(["evaluate", "--run", str(run), "--no-baselines", "--no-track"], world)  # same build
+    dbt(["build"], world)  # a new build: another invocation
+    result = recsys(["evaluate", "--run", str(run), "--no-track"], world, check=False)
+    assert "was trained on feature build" in _one_error_line(result)
+    result = recsys(["train", "--resume", str(run), "--quiet"], world, check=False)
+    assert "was trained on feature build" in _one_error_line(result)
