@@ -121,8 +121,8 @@ test-spark: setup
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/pytest -m spark $(PYTEST_ARGS)
 
 lint: setup
-	$(BIN)/ruff check seeds_gen models_py tests
-	$(BIN)/ruff format --check seeds_gen models_py tests
+	$(BIN)/ruff check recsys_core seeds_gen models_py tests
+	$(BIN)/ruff format --check recsys_core seeds_gen models_py tests
 	@# the dbt templater compiles the project, which opens the warehouse: give it a
 	@# scratch data dir so linting works on a fresh clone and never touches data/
 	tmp=$$(mktemp -d) && RECSYS_DATA_DIR=$$tmp DBT_TARGET_PATH=$$tmp/target \

@@ -21,7 +21,7 @@ from typing import Any
 
 from models_py.runs import write_json
 from models_py.warehouse import REPO
-from seeds_gen.paths import data_dir
+from recsys_core.paths import data_dir
 
 BIN = Path(sys.executable).parent
 DEEPFM_ROWS = 200_000  # a throughput, so a slice of the training split is enough

@@ -7,8 +7,6 @@ so loading never runs code from the file.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import pickle
 import zipfile
 from pathlib import Path
@@ -16,25 +14,17 @@ from typing import Any
 
 import torch
 
-from seeds_gen.errors import UserError
+from recsys_core.atomic import open_atomic
+from recsys_core.errors import UserError
 
 BEST = "best.pt"
 LAST = "last.pt"
 
 
 def save(payload: dict[str, Any], path: Path) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    """Atomically: the old checkpoint stays whole until the new one is on disk."""
+    with open_atomic(path, "wb") as handle:
+        torch.save(payload, handle)
 
 
 def load(path: Path) -> dict[str, Any]:

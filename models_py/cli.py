@@ -15,13 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from seeds_gen.errors import UserError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(message)
-
+from recsys_core.cli import ArgumentParser, run
+from recsys_core.errors import UserError
 
 # Flags whose spelling differs from the field name; every other TrainConfig field
 # is the flag --field-name.
@@ -64,7 +59,7 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="recsys", description=__doc__)
+    parser = ArgumentParser(prog="recsys", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a model on the feature mart, then evaluate it")
@@ -390,21 +385,22 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    print(
+        f"{what}: the last checkpoint (last.pt) can resume the run with "
+        "`recsys train --resume RUN_DIR`",
+        file=sys.stderr,
+    )
+    return 143 if isinstance(exc, Terminated) else 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
+
+    def command() -> None:
         args = build_parser().parse_args(argv)
         COMMANDS[args.command](args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:
-        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
-        print(
-            f"{what}: the last checkpoint (last.pt) can resume the run with "
-            "`recsys train --resume RUN_DIR`",
-            file=sys.stderr,
-        )
-        return 143 if isinstance(exc, Terminated) else 130
-    return 0
+
+    return run(command, _interrupted)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from seeds_gen.errors import UserError
+from recsys_core.errors import UserError
 
 INTERACTIONS = ("none", "dot", "fm")
 WIDE = ("off", "linear", "crosses")

@@ -15,7 +15,7 @@ import torch
 from models_py.registry import FeatureSpec
 from models_py.store import ColumnStore, open_store
 from models_py.warehouse import Warehouse
-from seeds_gen.errors import UserError
+from recsys_core.errors import UserError
 
 
 @dataclass

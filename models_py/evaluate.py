@@ -19,6 +19,7 @@ from models_py.pipeline import Prepared
 from models_py.registry import FeatureSpec
 from models_py.runs import write_json, write_text
 from models_py.train import TrainState, pick_device, predict
+from recsys_core.atomic import replacing
 
 ORACLE_CHUNK_ROWS = 200_000
 
@@ -190,7 +191,7 @@ def _plots(
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test split")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(run_dir / "roc.png", dpi=110)
+    _save_figure(fig, run_dir / "roc.png")
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -206,7 +207,7 @@ def _plots(
     )
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(run_dir / "calibration.png", dpi=110)
+    _save_figure(fig, run_dir / "calibration.png")
     plt.close(fig)
 
     fig, ax1 = plt.subplots(figsize=(6, 4))
@@ -220,8 +221,14 @@ def _plots(
     fig.legend(loc="lower center", ncol=2, fontsize=8)
     ax1.set_title("Learning curve")
     fig.tight_layout()
-    fig.savefig(run_dir / "learning_curve.png", dpi=110)
+    _save_figure(fig, run_dir / "learning_curve.png")
     plt.close(fig)
+
+
+def _save_figure(fig: Any, path: Path) -> None:
+    """Atomically, like every run file: a reader never sees half a PNG."""
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
 
 
 def _fmt(value: Any) -> str:

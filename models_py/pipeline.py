@@ -21,8 +21,8 @@ from models_py.registry import FeatureSpec, check_features_ready, load_spec
 from models_py.store import open_store
 from models_py.stream import StoreFrame, StreamedBatches, fit_encoders_streaming
 from models_py.warehouse import Warehouse, load_warehouse
-from seeds_gen.errors import UserError
-from seeds_gen.paths import data_dir
+from recsys_core.errors import UserError
+from recsys_core.paths import data_dir
 
 
 @dataclass

@@ -24,7 +24,7 @@ from typing import Any
 
 from models_py.runs import write_json
 from models_py.warehouse import REPO
-from seeds_gen.paths import data_dir
+from recsys_core.paths import data_dir
 
 BIN = Path(sys.executable).parent
 ML100K_FIXTURE = REPO / "tests" / "fixtures" / "ml-100k-mini"

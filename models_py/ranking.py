@@ -37,8 +37,8 @@ from models_py.runs import resolve_run, write_json
 from models_py.serving import AS_OF_SUFFIX, Scorer, load_scorer
 from models_py.store import open_store
 from models_py.warehouse import Warehouse, project_dir
-from seeds_gen.errors import UserError
-from seeds_gen.paths import data_dir
+from recsys_core.errors import UserError
+from recsys_core.paths import data_dir
 
 RANKINGS = ("model", "popularity", "model_x_exposure")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from models_py.warehouse import Warehouse, quote_identifier, target_dir
-from seeds_gen.errors import UserError
+from recsys_core.errors import UserError
 
 FEATURE_MODEL = "fct_impression_features"
 FEATURE_TYPES = ("categorical", "numeric")

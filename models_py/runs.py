@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from seeds_gen.errors import UserError
-from seeds_gen.paths import data_dir
+from recsys_core import atomic
+from recsys_core.errors import UserError
+from recsys_core.paths import data_dir
 
 
 def runs_root() -> Path:
@@ -55,10 +56,8 @@ def resolve_run(path: str | Path | None) -> Path:
 
 def write_json(path: Path, payload: Any) -> None:
     """Valid JSON (an undefined metric, NaN or infinite, is written as null), atomically."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     text = json.dumps(_finite(payload), indent=2, sort_keys=True, default=_plain, allow_nan=False)
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    atomic.write_text(path, text + "\n")
 
 
 def _finite(value: Any) -> Any:
@@ -75,9 +74,7 @@ def _finite(value: Any) -> Any:
 
 
 def write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic.write_text(path, text)
 
 
 def _plain(value: Any) -> Any:

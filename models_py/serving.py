@@ -26,7 +26,7 @@ from models_py.registry import FeatureSpec, load_spec
 from models_py.runs import resolve_run
 from models_py.train import build_model, predict
 from models_py.warehouse import Warehouse, load_warehouse, quote_identifier
-from seeds_gen.errors import UserError
+from recsys_core.errors import UserError
 
 USER_TABLE = "user_features_latest"
 ITEM_TABLE = "item_features_latest"

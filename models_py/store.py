@@ -25,7 +25,7 @@ import pandas as pd
 
 from models_py.registry import FeatureSpec
 from models_py.warehouse import Warehouse, quote_identifier
-from seeds_gen.errors import UserError
+from recsys_core.errors import UserError
 
 READ_CHUNK_ROWS = 100_000
 INDEX = "columns.json"

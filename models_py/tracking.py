@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from models_py.warehouse import REPO
-from seeds_gen.paths import data_dir
+from recsys_core.paths import data_dir
 
 EXPERIMENT = "recsys"
 ARTIFACT_SUFFIXES = (".png", ".md", ".json", ".csv")

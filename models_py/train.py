@@ -26,7 +26,7 @@ from models_py.model import CTRModel
 from models_py.pipeline import Prepared
 from models_py.registry import FeatureSpec
 from models_py.stream import Batch, StreamedBatches
-from seeds_gen.errors import UserError
+from recsys_core.errors import UserError
 
 EVAL_BATCH = 65_536
 

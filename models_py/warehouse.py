@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 import yaml
 
-from seeds_gen.errors import UserError
+from recsys_core.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_DIR_ENV = "RECSYS_PROJECT_DIR"

@@ -8,16 +8,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from seeds_gen import paths
-from seeds_gen.errors import UserError
+from recsys_core import paths
+from recsys_core.cli import ArgumentParser, run
+from recsys_core.errors import UserError
 from seeds_gen.load import Table, check_writable, write_tables_atomically
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad arguments in one line with status 2."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(message)
 
 
 def _positive(name: str, value: int) -> None:
@@ -26,7 +20,7 @@ def _positive(name: str, value: int) -> None:
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m seeds_gen", description=__doc__)
+    parser = ArgumentParser(prog="python -m seeds_gen", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     syn = sub.add_parser("synthetic", help="generate the synthetic click world into raw.db")
@@ -176,20 +170,21 @@ def run_synthetic(args: argparse.Namespace) -> None:
     )
 
 
+def _interrupted(exc: KeyboardInterrupt) -> int:
+    print("interrupted: the previous raw.db is untouched", file=sys.stderr)
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
+    commands = {
+        "synthetic": run_synthetic,
+        "movielens": run_movielens,
+        "csv": run_csv,
+        "parquet": run_parquet,
+    }
+
+    def command() -> None:
         args = _build_parser().parse_args(argv)
-        commands = {
-            "synthetic": run_synthetic,
-            "movielens": run_movielens,
-            "csv": run_csv,
-            "parquet": run_parquet,
-        }
         commands[args.command](args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: the previous raw.db is untouched", file=sys.stderr)
-        return 130
-    return 0
+
+    return run(command, _interrupted)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recsys_core.errors import UserError
 from seeds_gen.delimited import read_csv, where
-from seeds_gen.errors import UserError
 from seeds_gen.load import Table
 
 CORE = {

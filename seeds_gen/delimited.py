@@ -10,7 +10,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
-from seeds_gen.errors import UserError
+from recsys_core.errors import UserError
 
 
 def where(path: Path, line: int, column: str | None = None) -> str:

@@ -9,7 +9,6 @@ killed leaves the previous database untouched.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -19,7 +18,8 @@ from typing import Any
 
 import sqlite_utils
 
-from seeds_gen.errors import UserError
+from recsys_core.atomic import replacing
+from recsys_core.errors import UserError
 
 
 @dataclass
@@ -66,10 +66,7 @@ def write_tables_atomically(path: Path, tables: list[Table]) -> None:
     """Create ``path`` holding exactly ``tables``; the old file survives any failure."""
     path = Path(path)
     check_writable(path.parent)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
+    with replacing(path) as tmp:
         conn = sqlite3.connect(tmp)
         try:
             conn.execute("pragma journal_mode = off")
@@ -81,14 +78,6 @@ def write_tables_atomically(path: Path, tables: list[Table]) -> None:
             conn.execute("pragma synchronous = full")
         finally:
             conn.close()
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
 
 
 def _write_table(db: sqlite_utils.Database, table: Table) -> None:
@@ -98,11 +87,3 @@ def _write_table(db: sqlite_utils.Database, table: Table) -> None:
     db.conn.executemany(f'insert into "{table.name}" ({names}) values ({marks})', table.rows())
     for column in table.indexes:
         db[table.name].create_index([column], index_name=f"idx_{table.name}_{column}")
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

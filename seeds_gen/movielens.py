@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recsys_core.errors import UserError
 from seeds_gen.delimited import read_lines, where
-from seeds_gen.errors import UserError
 from seeds_gen.load import Table
 
 ENCODING = "latin-1"  # u.item holds Latin-1 titles; the other files are ASCII

@@ -15,7 +15,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from seeds_gen.errors import UserError
+from recsys_core.errors import UserError
 
 TABLES = ("users", "items", "interactions")
 BATCH_ROWS = 200_000

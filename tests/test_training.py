@@ -312,7 +312,7 @@ def test_pickled_code_in_a_checkpoint_is_refused_and_never_runs(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"model": Payload(), "config": {}}, path)
-    from seeds_gen.errors import UserError
+    from recsys_core.errors import UserError
 
     with pytest.raises(UserError, match="refused"):
         checkpoint.load(path)
