@@ -22,7 +22,7 @@ from models_py import checkpoint
 from models_py.config import TrainConfig
 from models_py.data import Encoders, encode
 from models_py.model import CTRModel
-from models_py.registry import FeatureSpec, load_spec
+from models_py.registry import FeatureSpec, check_features_ready, load_spec
 from models_py.runs import resolve_run
 from models_py.train import build_model, predict
 from models_py.warehouse import Warehouse, load_warehouse, quote_identifier
@@ -92,7 +92,8 @@ def load_scorer(
     model.load_state_dict(payload["model"])
     model.eval()
     warehouse = load_warehouse(target)
-    load_spec()  # the manifest must exist: the marts below are dbt's
+    # the same gate as training: no serving from a failed, missing or stale build
+    check_features_ready(warehouse, load_spec())
     conn = warehouse.connect()
     try:
         tables = [

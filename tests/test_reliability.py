@@ -304,3 +304,12 @@ def test_evaluate_refuses_a_rebuilt_feature_table(built_world, trained_run, tmp_
     assert "was trained on feature build" in _one_error_line(result)
     result = recsys(["train", "--resume", str(run), "--quiet"], world, check=False)
     assert "was trained on feature build" in _one_error_line(result)
+
+
+@pytest.mark.parametrize("command", [["recommend", "--user", "1"], ["score", "--quiet"]])
+def test_serving_refuses_stale_features_like_training(built_world, trained_run, tmp_path, command):
+    world = copy_world(built_world, tmp_path / "world", runs=True)
+    later = time.time() + 5
+    os.utime(world / "raw.db", (later, later))  # raw data changed after the build
+    result = recsys(command, world, check=False)
+    assert "changed after the features were built" in _one_error_line(result)

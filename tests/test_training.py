@@ -150,8 +150,15 @@ def test_resume_from_the_cli_continues_the_run(built_world, tmp_path):
     assert done == 12
     cfg = json.loads((run / "config.json").read_text())["config"]
     assert cfg["max_steps"] == 12
+    # give the interrupted run a larger budget, as if it had been cut at step 12
+    for name in (checkpoint.LAST, checkpoint.BEST):
+        payload = checkpoint.load(run / name)
+        payload["config"]["max_steps"] = 24
+        checkpoint.save(payload, run / name)
     result = recsys(["train", "--resume", str(run), "--no-baselines", "--quiet"], data)
     assert "resuming" in result.stdout and "at step 12" in result.stdout
+    assert checkpoint.load(run / checkpoint.LAST)["state"]["step"] == 24, "training continued"
+    assert json.loads((run / "metrics.json").read_text())["train"]["steps"] == 24
 
 
 def test_training_refuses_stale_failed_or_missing_features(built_world, tmp_path):
