@@ -76,7 +76,6 @@ def fit_baselines(
         spec,
         encoders,
         config.seed,
-        config.threads,
     )
     summary: dict[str, Any] = {
         "logistic_regression": {
