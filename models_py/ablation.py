@@ -24,7 +24,9 @@ def _without(data: Prepared, config: TrainConfig, group: str | None) -> Prepared
     if group is None:
         return data
     spec = data.spec.without_groups([group])
-    return with_inputs(data.warehouse, spec, data.frame, data.split, data.train_rows, config)
+    return with_inputs(
+        data.warehouse, spec, data.frame, data.split, data.train_rows, config, data.build_id
+    )
 
 
 def ablate(

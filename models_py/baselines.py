@@ -43,8 +43,8 @@ LIGHTGBM_PATIENCE = 50
 
 
 def _attribute_slots(spec: FeatureSpec) -> list[int]:
-    """Columns of ``Encoded.categorical`` that hold non-entity categoricals."""
-    return [j for j, f in enumerate(spec.categorical) if f.entity is None]
+    """Columns of ``Encoded.categorical`` that hold the attributes (non-id categoricals)."""
+    return [spec.categorical.index(f) for f in spec.attributes]
 
 
 def _one_hot(codes: np.ndarray, cards: list[int]) -> np.ndarray:
@@ -71,8 +71,7 @@ def _tree_matrix(frame: FeatureFrame, spec: FeatureSpec, encoders: Encoders) -> 
     ]
     columns += [
         encode_category(frame.columns[f.name], encoders.vocabularies[f.name]).astype(np.float64)
-        for f in spec.categorical
-        if f.entity is None
+        for f in spec.attributes
     ]
     return np.stack(columns, axis=1) if columns else np.zeros((len(frame), 0))
 
@@ -113,7 +112,7 @@ def fit_lightgbm(
         )
 
     n_numeric = len(spec.numeric)
-    categorical = [n_numeric + i for i in range(len(_attribute_slots(spec)))]
+    categorical = [n_numeric + i for i in range(len(spec.attributes))]
     train_set = dataset(train)
     valid_set = dataset(validation, train_set)
     params = {**LIGHTGBM_PARAMS, "seed": seed, "num_threads": os.cpu_count() or 1}

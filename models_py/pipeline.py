@@ -37,9 +37,9 @@ class Prepared:
     train: Encoded | None  # None when streaming: batches come from ``stream``
     validation: Encoded
     test: Encoded
-    stream: StreamedBatches | None = None
-    train_label_rate: float = 0.5  # click rate of train_rows: where the model's output starts
-    build_id: str = ""  # the dbt invocation that built the feature table (feature_builds)
+    stream: StreamedBatches | None  # the training batches when streaming
+    train_label_rate: float  # click rate of train_rows: where the model's output starts
+    build_id: str  # the dbt invocation that built the feature table (feature_builds)
 
 
 def load_checked_spec(target: str | None = None) -> tuple[Warehouse, FeatureSpec, str]:
@@ -107,11 +107,7 @@ def prepare(
         split = time_split(frame.columns[spec.time_column], tuple(config.split_fractions))
         labels = frame.columns[spec.label_column]
         train_rows = downsample_negatives(split.train, labels, config.negative_rate, config.seed)
-        check_learnable(labels, train_rows)
-        config = config.for_rows(len(train_rows))
-        prepared = with_inputs(warehouse, spec, frame, split, train_rows, config, encoders)
-        prepared.build_id = build_id
-        return prepared
+        return with_inputs(warehouse, spec, frame, split, train_rows, config, build_id, encoders)
 
     split = time_split(store.read(spec.time_column), tuple(config.split_fractions))
     labels = store.read(spec.label_column)
@@ -154,9 +150,11 @@ def with_inputs(
     split: Split,
     train_rows: np.ndarray,
     config: TrainConfig,
+    build_id: str,
     encoders: Encoders | None = None,
 ) -> Prepared:
     """Encode the three splits for ``spec``, fitting encoders on train unless given."""
+    rate = check_learnable(frame.columns[spec.label_column], train_rows)
     config = config.for_rows(len(train_rows))
     if encoders is None:
         encoders = fit_encoders(frame, spec, split.train, config.min_count, config.numeric_buckets)
@@ -176,5 +174,7 @@ def with_inputs(
         encoded(train_rows),
         encoded(split.validation),
         encoded(split.test),
-        train_label_rate=float(np.mean(frame.columns[spec.label_column][train_rows])),
+        None,
+        rate,
+        build_id,
     )

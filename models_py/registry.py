@@ -49,6 +49,12 @@ class FeatureSpec:
         return [f for f in self.features if f.type == "categorical"]
 
     @property
+    def attributes(self) -> list[FeatureColumn]:
+        """Categoricals that are not entity ids (a handful of levels each): what the
+        baselines one-hot and the model's wide path crosses."""
+        return [f for f in self.categorical if f.entity is None]
+
+    @property
     def numeric(self) -> list[FeatureColumn]:
         return [f for f in self.features if f.type == "numeric"]
 

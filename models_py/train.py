@@ -105,7 +105,7 @@ def attribute_crosses(spec: FeatureSpec, slots: list[tuple[str, int]]) -> list[t
     """Every pair of attribute categoricals (entity ids and numeric buckets left out)
     whose cross has at most MAX_CROSS_CELLS cells: the wide path learns one weight
     per pair of values, as Wide & Deep's cross-product features do."""
-    attributes = {f.name for f in spec.categorical if f.entity is None}
+    attributes = {f.name for f in spec.attributes}
     fields = [j for j, (name, _) in enumerate(slots) if name in attributes]
     return [
         (a, b)
