@@ -155,12 +155,6 @@ def load_spec(model: str = FEATURE_MODEL) -> FeatureSpec:
         declared.add(name)
         meta = {k: v for k, v in attribute.items() if k != "name"}
         features.append(_feature(model, name, meta))
-    if unregistered:
-        warnings.warn(
-            f"{model}: columns without meta.role in the dbt YAML are ignored: "
-            f"{', '.join(unregistered)}",
-            stacklevel=2,
-        )
     for role, names in roles.items():
         if len(names) != 1:
             raise UserError(
@@ -171,6 +165,12 @@ def load_spec(model: str = FEATURE_MODEL) -> FeatureSpec:
         raise UserError(
             f"the dbt YAML of {model} declares no feature columns "
             f"(meta.role: feature): nothing to learn from"
+        )
+    if unregistered:  # only for a usable spec: an error is the one line to read
+        warnings.warn(
+            f"{model}: columns without meta.role in the dbt YAML are ignored: "
+            f"{', '.join(unregistered)}",
+            stacklevel=2,
         )
     table = node.get("alias") or model
     quote_identifier(table)  # refuses anything but a plain identifier
@@ -213,25 +213,22 @@ def _feature(model: str, name: str, meta: dict[str, Any]) -> FeatureColumn:
 
 
 def check_features_ready(warehouse: Warehouse, spec: FeatureSpec) -> str:
-    """Refuse missing, failed or stale features; return the build id of the table."""
-    results = _read_json(target_dir() / "run_results.json", "run results")
-    failed = [
-        r.get("unique_id", "?")
-        for r in results.get("results", [])
-        if r.get("status") in FAILED_STATUSES
-    ]
-    if failed:
-        name = (
-            failed[0].split(".")[-1]
-            if len(failed) == 1
-            else f"{failed[0].split('.')[-1]} and {len(failed) - 1} more"
-        )
-        raise UserError(
-            f"the last dbt run recorded failures ({name}): fix them and run "
-            f"`make features` before training"
-        )
+    """Refuse missing, failed or stale features; return the build id of the table.
+
+    A failure is any node of the current manifest whose latest verdict in the
+    warehouse's ``dbt_node_results`` log (written at the end of every dbt
+    command) failed: ``target/run_results.json`` only holds the last command,
+    which may have executed nothing."""
+    names = _manifest_node_names()
     conn = warehouse.connect()
     try:
+        failed = _failed_nodes(conn, warehouse, names)
+        if failed:
+            more = f" and {len(failed) - 1} more" if len(failed) > 1 else ""
+            raise UserError(
+                f"dbt recorded a failure of {names[failed[0]]}{more} in its latest run: "
+                f"fix it and run `make features` before training"
+            )
         present = _table_columns(conn, warehouse, spec.table)
         if present is None:
             raise UserError(
@@ -255,6 +252,25 @@ def check_features_ready(warehouse: Warehouse, spec: FeatureSpec) -> str:
             f"built: run `make features`"
         )
     return str(invocation_id)
+
+
+def _manifest_node_names() -> dict[str, str]:
+    """unique_id -> name of every model, test and unit test in the manifest."""
+    manifest = _read_json(target_dir() / "manifest.json", "manifest")
+    nodes = {**manifest.get("nodes", {}), **manifest.get("unit_tests", {})}
+    return {uid: str(node.get("name", uid)) for uid, node in nodes.items()}
+
+
+def _failed_nodes(conn: Any, warehouse: Warehouse, nodes: dict[str, str]) -> list[str]:
+    """Nodes of ``nodes`` whose latest recorded verdict is a failure, sorted."""
+    if _table_columns(conn, warehouse, "dbt_node_results") is None:
+        return []
+    rows = conn.execute(
+        f"select unique_id, status from {warehouse.qualified('dbt_node_results')} "
+        f"order by recorded_at_ms"
+    ).fetchall()
+    latest = dict(rows)
+    return sorted(n for n, status in latest.items() if n in nodes and status in FAILED_STATUSES)
 
 
 def _table_columns(conn: Any, warehouse: Warehouse, table: str) -> list[str] | None:

@@ -4,7 +4,6 @@ point-in-time features, safe rebuilds, portability."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import copy_project, dbt, generate
+from tests.conftest import copy_project, dbt, generate, recsys
 
 
 def _query(db: Path, sql: str, attach_raw: Path | None = None) -> pd.DataFrame:
@@ -20,11 +19,6 @@ def _query(db: Path, sql: str, attach_raw: Path | None = None) -> pd.DataFrame:
         if attach_raw is not None:
             conn.execute(f"attach '{attach_raw}' as raw")
         return pd.read_sql(sql, conn)
-
-
-def _run_results() -> dict[str, str]:
-    results = json.loads((Path(os.environ["DBT_TARGET_PATH"]) / "run_results.json").read_text())
-    return {r["unique_id"].split(".")[-1]: r["status"] for r in results["results"]}
 
 
 def test_build_passes_and_every_staged_impression_has_features(built_world):
@@ -41,7 +35,10 @@ def test_build_passes_and_every_staged_impression_has_features(built_world):
 
 
 def test_features_count_only_strictly_earlier_events(built_world):
-    """Recompute every prior count in pandas, same-second events excluded."""
+    """Recompute every point-in-time value in pandas, on every row, same-second
+    events excluded: prior counts per user, item, user and category and over
+    all events (the global prior), the item's trailing-window impressions and
+    the seconds since the user's last impression and last click."""
     f = _query(
         built_world / "warehouse.db",
         """
@@ -53,7 +50,8 @@ def test_features_count_only_strictly_earlier_events(built_world):
 
     def prior(keys: list[str]) -> tuple[np.ndarray, np.ndarray]:
         per_second = f.groupby([*keys, "event_ts"], sort=True)["clicked"].agg(["size", "sum"])
-        cum = per_second.groupby(level=list(range(len(keys)))).cumsum() - per_second
+        running = per_second.groupby(level=list(range(len(keys)))) if keys else per_second
+        cum = running.cumsum() - per_second
         joined = f.join(cum, on=[*keys, "event_ts"])
         return joined["size"].to_numpy(), joined["sum"].to_numpy()
 
@@ -66,10 +64,50 @@ def test_features_count_only_strictly_earlier_events(built_world):
         np.testing.assert_array_equal(f[f"{prefix}_prior_impressions"], impressions)
         np.testing.assert_array_equal(f[f"{prefix}_prior_clicks"], clicks)
 
-    last = f.groupby("user_id")["event_ts"]
-    first_rows = f["event_ts"] == last.transform("min")
-    assert f.loc[first_rows, "user_seconds_since_last_impression"].isna().all()
-    assert (f.loc[~first_rows, "user_seconds_since_last_impression"] >= 1).all()
+    impressions, clicks = prior([])  # the global prior: every key, earlier seconds
+    history = _query(
+        built_world / "warehouse.db",
+        "select interaction_id, global_prior_impressions, global_prior_clicks "
+        "from int_impression_history",
+    ).set_index("interaction_id")
+    aligned = history.loc[f["interaction_id"]]
+    np.testing.assert_array_equal(aligned["global_prior_impressions"], impressions)
+    np.testing.assert_array_equal(aligned["global_prior_clicks"], clicks)
+
+    events = f[["user_id", "item_id", "event_ts", "clicked"]].to_numpy(dtype=np.int64)
+    user, item, ts, clicked = events.T
+    window = 604_800  # var item_popularity_window_s: [t - window, t - 1]
+    np.testing.assert_array_equal(
+        f["item_recent_impressions"],
+        _count_in(item, ts, item, ts - window, ts),
+    )
+    np.testing.assert_array_equal(
+        f["user_seconds_since_last_impression"], _seconds_since_last(user, ts, user, ts)
+    )
+    np.testing.assert_array_equal(
+        f["user_seconds_since_last_click"],
+        _seconds_since_last(user[clicked == 1], ts[clicked == 1], user, ts),
+    )
+
+
+_KEY = 10**10  # key * _KEY + epoch second orders events by key, then time
+
+
+def _count_in(event_keys, event_ts, keys, start, stop) -> np.ndarray:
+    """Events of each row's key with start <= time < stop, by binary search."""
+    sorted_events = np.sort(event_keys * _KEY + event_ts)
+    upper = np.searchsorted(sorted_events, keys * _KEY + stop, side="left")
+    return upper - np.searchsorted(sorted_events, keys * _KEY + start, side="left")
+
+
+def _seconds_since_last(event_keys, event_ts, keys, ts) -> np.ndarray:
+    """Seconds from each row back to its key's latest event strictly before it
+    (NaN when there is none): same-second events do not count."""
+    sorted_events = np.sort(event_keys * _KEY + event_ts)
+    before = np.searchsorted(sorted_events, keys * _KEY + ts, side="left") - 1
+    found = sorted_events[np.maximum(before, 0)]
+    same_key = (before >= 0) & (found // _KEY == keys)
+    return np.where(same_key, ts - found % _KEY, np.nan)
 
 
 def test_smoothed_ctr_follows_the_formula_with_a_non_leaking_prior(built_world):
@@ -147,16 +185,52 @@ def test_bad_rows_are_quarantined_with_their_reason_and_nothing_is_lost(tmp_path
     assert kept.event_ts.iloc[0] == first_ts
 
 
-def test_rejected_share_above_the_limit_fails_the_build(tmp_path):
+def test_a_load_rejected_above_the_limit_stops_the_build_and_training(tmp_path):
+    """Staging fails: nothing downstream is rebuilt, the last good mart stays, and
+    training refuses it even after unrelated dbt commands have run since."""
     generate(tmp_path, impressions=3000, users=100, items=50, seed=4)
+    dbt(["build"], tmp_path)
+    before = _query(tmp_path / "warehouse.db", "select * from fct_impression_features")
     _inject(
         tmp_path / "raw.db", [(800000 + i, 999999, 1, 1704100000, 0, "") for i in range(40)]
     )  # 1.3%
     result = dbt(["build"], tmp_path, check=False)
     assert result.returncode != 0
-    assert "assert_rejected_share_within_limit" in result.stdout
+    assert "FAIL 1 rejected_share_within_limit" in result.stdout
+    assert "SKIP relation main.fct_impression_features" in result.stdout
+    after = _query(tmp_path / "warehouse.db", "select * from fct_impression_features")
+    pd.testing.assert_frame_equal(before, after)
+    rejected = _query(
+        tmp_path / "warehouse.db",
+        "select count(*) as n from stg_interactions_checked where reason = 'unknown_user'",
+    )
+    assert rejected.n[0] == 40, "the rejected rows are kept, with their reason"
+
+    dbt(["compile"], tmp_path)  # replaces run_results.json, executes nothing
+    dbt(["test", "-s", "stg_users"], tmp_path)  # passes, other nodes
+    refused = recsys(["train", "--quiet"], tmp_path, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        "error: dbt recorded a failure of rejected_share_within_limit in its latest run: "
+        "fix it and run `make features` before training\n"
+    )
+
     relaxed = dbt(["build", "--vars", "{max_rejected_share: 0.05}"], tmp_path, check=False)
     assert relaxed.returncode == 0, relaxed.stdout[-2000:]
+    rebuilt = _query(tmp_path / "warehouse.db", "select count(*) as n from fct_impression_features")
+    assert rebuilt.n[0] == 3000
+
+
+def test_times_in_milliseconds_fail_the_build(tmp_path):
+    generate(tmp_path, impressions=2000, users=80, items=40, seed=3)
+    with sqlite3.connect(tmp_path / "raw.db") as conn:
+        conn.execute("update items set created_ts = created_ts * 1000 where item_id = 5")
+        conn.execute("update users set signup_ts = -signup_ts * 1000 where user_id = 7")
+    result = dbt(["build"], tmp_path, check=False)
+    assert result.returncode != 0
+    assert "FAIL 1 plausible_epoch_seconds_stg_items_created_ts" in result.stdout
+    assert "FAIL 1 plausible_epoch_seconds_stg_users_signup_ts" in result.stdout
+    assert "SKIP relation main.fct_impression_features" in result.stdout
 
 
 def test_a_failing_rebuild_keeps_the_last_good_feature_table(tmp_path):
@@ -170,7 +244,12 @@ def test_a_failing_rebuild_keeps_the_last_good_feature_table(tmp_path):
     mart.write_text(mart.read_text().replace("users.signup_ts", "users.no_such_column"))
     failed = dbt(["run", "-s", "fct_impression_features"], data, project_dir=project, check=False)
     assert failed.returncode != 0
-    assert _run_results()["fct_impression_features"] == "error"
+    verdicts = _query(
+        data / "warehouse.db",
+        "select status from dbt_node_results "
+        "where unique_id = 'model.recsys.fct_impression_features' order by recorded_at_ms",
+    )
+    assert list(verdicts.status) == ["success", "error"]
 
     after = _query(data / "warehouse.db", "select * from fct_impression_features")
     pd.testing.assert_frame_equal(before, after)
@@ -182,16 +261,15 @@ def test_a_failing_rebuild_keeps_the_last_good_feature_table(tmp_path):
 
 
 @pytest.mark.slow
-def test_duckdb_target_builds_the_same_features(built_world):
-    dbt(["build"], built_world, target="duckdb")
+def test_duckdb_target_builds_the_same_features(duckdb_world):
     import duckdb
 
-    with duckdb.connect(str(built_world / "warehouse.duckdb"), read_only=True) as conn:
+    with duckdb.connect(str(duckdb_world / "warehouse.duckdb"), read_only=True) as conn:
         duck = conn.execute(
             "select * from main.fct_impression_features order by interaction_id"
         ).df()
     lite = _query(
-        built_world / "warehouse.db",
+        duckdb_world / "warehouse.db",
         "select * from fct_impression_features order by interaction_id",
     )
     assert list(duck.columns) == list(lite.columns)
@@ -208,6 +286,6 @@ def test_duckdb_target_builds_the_same_features(built_world):
 
 def test_docs_generate_describes_the_feature_mart(built_world):
     dbt(["docs", "generate"], built_world)
-    catalog = json.loads((Path(os.environ["DBT_TARGET_PATH"]) / "catalog.json").read_text())
+    catalog = json.loads((built_world / "target" / "catalog.json").read_text())
     node = catalog["nodes"]["model.recsys.fct_impression_features"]
     assert "user_ctr" in {c.lower() for c in node["columns"]}

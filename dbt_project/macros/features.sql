@@ -35,6 +35,46 @@
     )
 {% endmacro %}
 
+{#- The verdict log: one row per model, test, unit test, seed or snapshot that a dbt
+    command executed, with its status, appended at the end of every command.
+    models_py trusts a node's latest verdict, so a command that executes
+    nothing (compile, docs generate) or other nodes (`dbt test -s stg_users`)
+    cannot hide an earlier failure; target/run_results.json can. Skipped nodes
+    are not a verdict and leave the earlier one in place. -#}
+{% macro create_node_results_log() %}
+    create table if not exists {{ target.schema }}.dbt_node_results (
+        unique_id {{ dbt.type_string() }},
+        status {{ dbt.type_string() }},
+        invocation_id {{ dbt.type_string() }},
+        recorded_at_ms bigint
+    )
+{% endmacro %}
+
+{% macro record_node_results(results) %}
+    {%- set judged = [] -%}
+    {%- for result in results
+            if result.node.resource_type in ('model', 'test', 'unit_test', 'seed', 'snapshot')
+            and result.status | string not in ('skipped', 'no-op') -%}
+        {%- do judged.append(result) -%}
+    {%- endfor -%}
+    {%- if execute and judged -%}
+        {%- set recorded_at_ms = (modules.datetime.datetime.now(modules.pytz.utc).timestamp() * 1000) | int -%}
+        {%- set insert -%}
+            insert into {{ target.schema }}.dbt_node_results
+                (unique_id, status, invocation_id, recorded_at_ms)
+            values
+            {%- for result in judged %}
+                ('{{ result.node.unique_id }}', '{{ result.status | string }}',
+                 '{{ invocation_id }}', {{ recorded_at_ms }}){{ ',' if not loop.last }}
+            {%- endfor %}
+        {%- endset -%}
+        {#- on-run-end hooks run outside a transaction, and dbt-sqlite would never
+            commit this insert: open one and commit it. -#}
+        {%- call statement('record_node_results', auto_begin=True) -%}{{ insert }}{%- endcall -%}
+        {%- do adapter.commit() -%}
+    {%- endif -%}
+{% endmacro %}
+
 {#- Serving marts built as of an earlier moment (var serving_as_of_ts, set by
     `recsys rank`) go to `<name>__as_of`, so they never replace the tables
     that serving reads. -#}

@@ -31,3 +31,37 @@ from {{ model }}
 group by {{ combination_of_columns | join(', ') }}
 having count(*) > 1
 {% endtest %}
+
+{#- Fails when more than max_share of the model's rows have a non-NULL
+    column_name (a rejection reason). Attached to the model every staged row
+    comes from, so a failure stops everything downstream of it in `dbt build`. -#}
+{% test share_of_non_null_at_most(model, column_name, max_share) %}
+with
+
+counts as (
+
+    select
+        count(*) as n_rows,
+        count({{ column_name }}) as n_non_null
+    from {{ model }}
+
+)
+
+select
+    n_rows,
+    n_non_null,
+    cast(n_non_null as double) / n_rows as non_null_share
+from counts
+where n_rows > 0 and cast(n_non_null as double) / n_rows > {{ max_share }}
+{% endtest %}
+
+{#- Fails on epoch-second times that cannot be right: later than the run's start
+    plus var('max_future_skew_s') (a time in milliseconds lands far in the
+    future), or earlier than var('min_plausible_ts'). -#}
+{% test plausible_epoch_seconds(model, column_name) %}
+select {{ column_name }}
+from {{ model }}
+where
+    {{ column_name }} > {{ max_event_ts() }}
+    or {{ column_name }} < {{ var('min_plausible_ts') }}
+{% endtest %}

@@ -1,6 +1,6 @@
 -- Recomputes prior counts independently (a join on strictly earlier events and
 -- a group by, no window functions) on a deterministic sample that includes
--- impressions sharing their user and second with another impression, and
+-- every impression sharing its second with another of its user or item, and
 -- compares the result with the mart.
 with
 
@@ -22,25 +22,41 @@ impressions as (
 
 ),
 
-same_second_rows as (
+user_seconds_shared as (
 
-    select max(interaction_id) as interaction_id
+    -- (user, second) pairs with more than one impression: the rule's edge case
+    select user_id, event_ts
     from impressions
     group by user_id, event_ts
     having count(*) > 1
 
 ),
 
+item_seconds_shared as (
+
+    select item_id, event_ts
+    from impressions
+    group by item_id, event_ts
+    having count(*) > 1
+
+),
+
 sample as (
 
+    -- every impression that shares its second with another of its user or
+    -- item, plus a deterministic 1-in-4999 sample of the rest
     select features.*
     from features
+    left join user_seconds_shared
+        on features.user_id = user_seconds_shared.user_id
+        and features.event_ts = user_seconds_shared.event_ts
+    left join item_seconds_shared
+        on features.item_id = item_seconds_shared.item_id
+        and features.event_ts = item_seconds_shared.event_ts
     where
         features.interaction_id % 4999 = 1
-        or features.interaction_id in (
-            select same_second_rows.interaction_id from same_second_rows
-            where same_second_rows.interaction_id % 29 = 0
-        )
+        or user_seconds_shared.user_id is not null
+        or item_seconds_shared.item_id is not null
 
 ),
 
