@@ -15,8 +15,9 @@ import contextlib
 import json
 import os
 import shutil
+import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,18 @@ INDEX = "columns.json"
 
 @dataclass
 class ColumnStore:
-    """A finished cache: ``rows`` rows of the named columns, in id order."""
+    """A finished cache: ``rows`` rows of the named columns, in id order.
+
+    Every column file is opened once, when the store is opened, and read through
+    that descriptor: a newer build that deletes this build's folder (or another
+    process that rebuilds it) cannot take the data from under a running reader,
+    because an open file outlives its name (POSIX)."""
 
     folder: Path
     rows: int
     kinds: dict[str, str]  # name -> categorical | numeric
     values: dict[str, list[Any]]  # categorical name -> value of each code
+    descriptors: dict[str, int] = field(default_factory=dict, repr=False)
 
     def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Rows [start, stop) of a column: values (object, None for NULL) for
@@ -53,11 +60,15 @@ class ColumnStore:
 
     def _raw(self, name: str, dtype: Any, start: int, stop: int | None) -> np.ndarray:
         stop = self.rows if stop is None else min(stop, self.rows)
-        count = max(0, stop - start)
-        item = np.dtype(dtype).itemsize
-        return np.fromfile(
-            self.folder / f"{name}.bin", dtype=dtype, count=count, offset=start * item
-        )
+        out = np.empty(max(0, stop - start), dtype=dtype)
+        buffer = memoryview(out).cast("B")
+        offset, done = start * out.itemsize, 0
+        while done < len(buffer):  # pread may return less than asked for
+            got = os.preadv(self.descriptors[name], [buffer[done:]], offset + done)
+            if got == 0:
+                raise UserError(f"feature cache {self.folder / name}.bin is truncated: delete it")
+            done += got
+        return out
 
     def chunks(self, size: int) -> Iterator[tuple[int, int]]:
         for start in range(0, self.rows, size):
@@ -74,21 +85,38 @@ def open_store(
     if store is None:
         _build(warehouse, spec, folder)
         store = _load(folder, names)
-        assert store is not None
+    if store is None:  # a newer build's cache replaced it while we built it
+        raise UserError(f"the feature cache {folder} was replaced by a newer build: run again")
     return store
 
 
 def _load(folder: Path, names: list[str]) -> ColumnStore | None:
     index_file = folder / INDEX
-    if not index_file.exists():
+    try:
+        index = json.loads(index_file.read_text())
+    except FileNotFoundError:
         return None
-    index = json.loads(index_file.read_text())
     columns = index.get("columns", {})
     if index.get("format") != 2 or any(n not in columns for n in names):
         return None
     kinds = {n: columns[n]["kind"] for n in columns}
     values = {n: columns[n]["values"] for n in columns if columns[n]["kind"] == "categorical"}
-    return ColumnStore(folder, int(index["rows"]), kinds, values)
+    descriptors: dict[str, int] = {}
+    try:
+        for name in columns:
+            descriptors[name] = os.open(folder / f"{name}.bin", os.O_RDONLY)
+    except FileNotFoundError:  # replaced between reading the index and opening
+        _close(descriptors)
+        return None
+    store = ColumnStore(folder, int(index["rows"]), kinds, values, descriptors)
+    weakref.finalize(store, _close, descriptors)
+    return store
+
+
+def _close(descriptors: dict[str, int]) -> None:
+    for fd in descriptors.values():
+        os.close(fd)
+    descriptors.clear()
 
 
 def _build(warehouse: Warehouse, spec: FeatureSpec, folder: Path) -> None:

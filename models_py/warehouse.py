@@ -21,7 +21,7 @@ from recsys_core.errors import UserError
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_DIR_ENV = "RECSYS_PROJECT_DIR"
 PROFILE = "recsys"
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: ASCII only, no newline
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def target_dir() -> Path:
 
 
 def quote_identifier(name: str) -> str:
-    if not IDENTIFIER.match(name):
+    if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         raise UserError(f"refusing SQL identifier {name!r}: only letters, digits and _ allowed")
     return f'"{name}"'
 
@@ -114,3 +114,29 @@ def load_warehouse(target: str | None = None, profiles_dir: Path | None = None) 
     raise UserError(
         f"dbt target {target!r} has type {out['type']!r}; models_py reads sqlite and duckdb targets"
     )
+
+
+def explain_database_error(exc: Exception) -> UserError:
+    """One line for an SQLite error: which file is damaged and how to recover it.
+
+    Runs only after an error, so the integrity check costs nothing otherwise."""
+    try:
+        warehouse = load_warehouse()
+    except UserError:
+        return UserError(f"database error: {exc}")
+    remedies = (
+        (warehouse.path, "rebuild it with `make features`"),
+        (warehouse.raw_path, "load the raw data again (`make data`), then `make features`"),
+    )
+    for path, remedy in remedies:
+        if warehouse.kind == "sqlite" and path.exists() and _damaged(path):
+            return UserError(f"{path} is damaged ({exc}): {remedy}")
+    return UserError(f"database error: {exc}")
+
+
+def _damaged(path: Path) -> bool:
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            return conn.execute("pragma quick_check").fetchone()[0] != "ok"
+    except sqlite3.DatabaseError:
+        return True
