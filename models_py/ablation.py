@@ -12,9 +12,10 @@ from typing import Any
 from models_py import checkpoint
 from models_py.config import TrainConfig
 from models_py.metrics import auc
+from models_py.model import pick_device, predict
 from models_py.pipeline import Prepared, prepare, with_inputs
 from models_py.runs import new_run_dir, write_text
-from models_py.train import pick_device, predict, train
+from models_py.train import train
 
 ALL = "(all features)"
 
@@ -39,8 +40,8 @@ def ablate(
         variant = _without(data, config, group)
         model_dir = run_dir / ("all" if group is None else f"without-{group}")
         model_dir.mkdir()
-        model, state = train(config, variant, model_dir, progress=progress)
-        model.load_state_dict(checkpoint.load(model_dir / checkpoint.BEST)["model"])
+        train(config, variant, model_dir, progress=progress)
+        model = checkpoint.restore(model_dir).model().to(pick_device(config))
         p = predict(model, variant.test, pick_device(config))
         rows.append(
             {

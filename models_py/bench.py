@@ -146,8 +146,9 @@ def bench_size(impressions: int, root: Path, repeats: int) -> dict[str, Any]:
 
     from models_py.config import TrainConfig
     from models_py.data import read_features
+    from models_py.model import predict
     from models_py.pipeline import load_checked_spec, prepare
-    from models_py.train import predict, train
+    from models_py.train import train
 
     warehouse, spec, build_id = load_checked_spec()
     cache = world / "cache"
@@ -190,7 +191,7 @@ def bench_size(impressions: int, root: Path, repeats: int) -> dict[str, Any]:
     out["ratio_vs_deepfm"] = out["train_samples_per_s_2_threads"] / deepfm if deepfm else None
 
     torch.set_num_threads(1)
-    from models_py.train import build_model
+    from models_py.model import build_model
 
     model = build_model(data.spec, data.encoders, config)
 

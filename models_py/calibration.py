@@ -41,7 +41,7 @@ def platt_fit(p_raw: np.ndarray, y: np.ndarray, negative_rate: float = 1.0) -> t
 def calibrate(model: CTRModel, validation: Encoded, negative_rate: float) -> tuple[float, float]:
     """Fit Platt scaling on ``validation`` and store it in the model (its
     ``calibration`` buffer, saved with the checkpoint and used by serving)."""
-    from models_py.train import predict
+    from models_py.model import predict
 
     device = model.calibration.device
     p_raw = predict(model, validation, device, raw=True)

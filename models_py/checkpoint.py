@@ -1,19 +1,25 @@
-"""Checkpoints: written atomically, read with ``weights_only=True``.
+"""Checkpoints: written atomically, read with ``weights_only=True``, restored in one call.
 
 A checkpoint holds plain containers and tensors only (model and optimiser
 state, step, best metric, resolved config, encoders, feature spec, RNG state),
-so loading never runs code from the file.
+so loading never runs code from the file. ``restore`` is the one way every
+command reads a run back.
 """
 
 from __future__ import annotations
 
 import pickle
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from models_py.config import TrainConfig
+from models_py.data import Encoders
+from models_py.model import CTRModel, build_model
+from models_py.registry import FeatureSpec
 from recsys_core.atomic import open_atomic
 from recsys_core.errors import UserError
 
@@ -45,3 +51,41 @@ def load(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
         raise UserError(f"checkpoint {path} is not a recsys checkpoint")
     return payload
+
+
+@dataclass(frozen=True)
+class Restored:
+    """A saved run read back: what it was trained with, on which features."""
+
+    path: Path
+    payload: dict[str, Any]  # everything in the file (for resuming and re-saving)
+    config: TrainConfig
+    spec: FeatureSpec
+    encoders: Encoders
+
+    @property
+    def feature_build(self) -> str | None:
+        return self.payload.get("feature_build")
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.payload["state"]
+
+    def model(self) -> CTRModel:
+        """The network with this checkpoint's weights, in eval mode, on the CPU."""
+        model = build_model(self.spec, self.encoders, self.config)
+        model.load_state_dict(self.payload["model"])
+        return model.eval()
+
+
+def restore(run_dir: Path, name: str = BEST) -> Restored:
+    """Checkpoint ``name`` (best.pt or last.pt) of the run in ``run_dir``."""
+    path = run_dir / name
+    payload = load(path)
+    return Restored(
+        path,
+        payload,
+        TrainConfig.from_dict(payload["config"], source=str(run_dir)),
+        FeatureSpec.from_dict(payload["spec"]),
+        Encoders.from_dict(payload["encoders"]),
+    )

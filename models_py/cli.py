@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sqlite3
 import sys
 import warnings
 from collections.abc import Sequence
@@ -142,46 +143,41 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from models_py.config import load_config
+
+    if not args.resume:  # bad options fail here, before torch and sklearn load
+        config = load_config(args.config).with_overrides(**_overrides(args))
+
     from models_py import checkpoint, distributed
     from models_py.calibration import calibrate
-    from models_py.config import TrainConfig, load_config
-    from models_py.data import Encoders
     from models_py.evaluate import evaluate, terminal_table
     from models_py.pipeline import check_same_build, prepare
-    from models_py.registry import FeatureSpec
     from models_py.runs import new_run_dir, point_latest, write_json
     from models_py.tracking import Tracker
-    from models_py.train import build_model, train
+    from models_py.train import train
 
-    resume_from = None
+    resumed = None
     if args.resume:
         run_dir = Path(args.resume)
-        resume_from = checkpoint.load(run_dir / checkpoint.LAST)
-        config = TrainConfig.from_dict(resume_from["config"], source=str(run_dir))
+        resumed = checkpoint.restore(run_dir, checkpoint.LAST)
+        config = resumed.config
         if _overrides(args):
             raise UserError(
                 "--resume continues a run with its own configuration; drop the training options"
             )
-    else:
-        config = load_config(args.config).with_overrides(**_overrides(args))
 
     # Under torchrun, rank 0 reads the features first (filling the cache), the
     # others then read the cache; only rank 0 writes the run and reports.
     dist = distributed.init_from_env(config.device)
     if not dist.is_main:
         distributed.barrier(dist)
-    if resume_from is not None:
-        data = prepare(
-            config,
-            target=args.target,
-            encoders=Encoders.from_dict(resume_from["encoders"]),
-            spec=FeatureSpec.from_dict(resume_from["spec"]),
-        )
+    if resumed is not None:
+        data = prepare(config, target=args.target, encoders=resumed.encoders, spec=resumed.spec)
+        check_same_build(resumed.feature_build, data, str(run_dir))
     else:
         data = prepare(config, target=args.target)
     config = data.config  # automatic values (batch size) resolved for the data
-    if resume_from is not None:
-        check_same_build(resume_from.get("feature_build"), data, str(run_dir))
+    resume_from = resumed.payload if resumed is not None else None
     if dist.is_main:
         distributed.barrier(dist)
     if not dist.is_main:
@@ -193,8 +189,8 @@ def cmd_train(args: argparse.Namespace) -> None:
             distributed.shutdown(dist)
         return
 
-    if resume_from is not None:
-        print(f"resuming {run_dir} at step {resume_from['state']['step']:,}")
+    if resumed is not None:
+        print(f"resuming {run_dir} at step {resumed.state['step']:,}")
     else:
         run_dir = new_run_dir()
         write_json(
@@ -212,9 +208,7 @@ def cmd_train(args: argparse.Namespace) -> None:
             + (f", {dist.world} processes ({dist.backend})" if dist.enabled else "")
         )
 
-    tracker = Tracker(
-        not args.no_track, run_dir.name + ("-resumed" if resume_from else ""), "train"
-    )
+    tracker = Tracker(not args.no_track, run_dir.name + ("-resumed" if resumed else ""), "train")
     tracker.params(config.to_dict())
     tracker.text(json.dumps(data.spec.to_dict(), indent=2), "features.json")
 
@@ -239,11 +233,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise
     finally:
         distributed.shutdown(dist)
-    best = checkpoint.load(run_dir / checkpoint.BEST)
-    model = build_model(data.spec, data.encoders, config)
-    model.load_state_dict(best["model"])
+    best = checkpoint.restore(run_dir)
+    model = best.model()
     calibrate(model, data.validation, config.negative_rate)
-    checkpoint.save({**best, "model": model.state_dict()}, run_dir / checkpoint.BEST)
+    checkpoint.save({**best.payload, "model": model.state_dict()}, best.path)
     result = evaluate(model, state, config, data, run_dir, baselines=not args.no_baselines)
     point_latest(run_dir)
     tracker.metrics(result)
@@ -255,33 +248,31 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from models_py import checkpoint
-    from models_py.config import TrainConfig
-    from models_py.data import Encoders
     from models_py.evaluate import evaluate, terminal_table
     from models_py.pipeline import check_same_build, prepare
-    from models_py.registry import FeatureSpec
     from models_py.runs import resolve_run
     from models_py.tracking import Tracker
-    from models_py.train import TrainState, build_model
+    from models_py.train import TrainState
 
     run_dir = resolve_run(args.run)
-    best = checkpoint.load(run_dir / checkpoint.BEST)
-    last_path = run_dir / checkpoint.LAST
-    last = checkpoint.load(last_path) if last_path.exists() else best
-    config = TrainConfig.from_dict(best["config"], source=str(run_dir))
-    data = prepare(
-        config,
-        target=args.target,
-        encoders=Encoders.from_dict(best["encoders"]),
-        spec=FeatureSpec.from_dict(best["spec"]),
+    best = checkpoint.restore(run_dir)
+    last = (
+        checkpoint.restore(run_dir, checkpoint.LAST)
+        if (run_dir / checkpoint.LAST).exists()
+        else best
     )
-    check_same_build(best.get("feature_build"), data, str(run_dir))
-    model = build_model(data.spec, data.encoders, config)
-    model.load_state_dict(best["model"])
+    config = best.config
+    data = prepare(config, target=args.target, encoders=best.encoders, spec=best.spec)
+    check_same_build(best.feature_build, data, str(run_dir))
     tracker = Tracker(not args.no_track, f"{run_dir.name}-evaluate", "evaluate")
     tracker.params({"run": run_dir.name, **config.to_dict()})
     result = evaluate(
-        model, TrainState(**last["state"]), config, data, run_dir, baselines=not args.no_baselines
+        best.model(),
+        TrainState(**last.state),
+        config,
+        data,
+        run_dir,
+        baselines=not args.no_baselines,
     )
     tracker.metrics(result)
     tracker.artifacts(run_dir)
@@ -401,6 +392,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def command() -> None:
         args = build_parser().parse_args(argv)
-        COMMANDS[args.command](args)
+        try:
+            COMMANDS[args.command](args)
+        except sqlite3.DatabaseError as exc:  # e.g. a truncated warehouse.db
+            from models_py.warehouse import explain_database_error
+
+            raise explain_database_error(exc) from None
 
     return run(command, _interrupted)

@@ -14,11 +14,11 @@ from models_py import metrics
 from models_py.baselines import fit_lightgbm, fit_logistic
 from models_py.config import TrainConfig
 from models_py.data import FeatureFrame
-from models_py.model import CTRModel
+from models_py.model import CTRModel, pick_device, predict
 from models_py.pipeline import Prepared
 from models_py.registry import FeatureSpec
 from models_py.runs import write_json, write_text
-from models_py.train import TrainState, pick_device, predict
+from models_py.train import TrainState
 from recsys_core.atomic import replacing
 
 ORACLE_CHUNK_ROWS = 200_000

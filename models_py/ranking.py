@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from models_py import checkpoint
-from models_py.config import TrainConfig
 from models_py.data import time_split
 from models_py.pipeline import load_checked_spec
 from models_py.runs import resolve_run, write_json
@@ -198,8 +197,7 @@ def rank(
     if max_users < 1:
         raise UserError(f"--users must be >= 1, got {max_users}")
     run_dir = resolve_run(run)
-    payload = checkpoint.load(run_dir / checkpoint.BEST)
-    config = TrainConfig.from_dict(payload["config"], source=str(run_dir))
+    config = checkpoint.restore(run_dir).config
     warehouse, spec, build_id = load_checked_spec(target)
     user_col, item_col = spec.entity_column("user"), spec.entity_column("item")
     if not user_col or not item_col:

@@ -24,7 +24,7 @@ from models_py.data import Encoders, encode
 from models_py.model import CTRModel
 from models_py.registry import FeatureSpec, check_features_ready, load_spec
 from models_py.runs import resolve_run
-from models_py.train import build_model, predict
+from models_py.train import predict
 from models_py.warehouse import Warehouse, load_warehouse, quote_identifier
 from recsys_core.errors import UserError
 
@@ -83,14 +83,10 @@ def load_scorer(
     """The run's best checkpoint with the serving marts (``suffix``: their ``__as_of``
     build, for ranking on the test period)."""
     run_dir = resolve_run(run)
-    payload = checkpoint.load(run_dir / checkpoint.BEST)
-    config = TrainConfig.from_dict(payload["config"], source=str(run_dir))
-    spec = FeatureSpec.from_dict(payload["spec"])
-    encoders = Encoders.from_dict(payload["encoders"])
+    restored = checkpoint.restore(run_dir)
+    config, spec, encoders = restored.config, restored.spec, restored.encoders
     torch.set_num_threads(config.threads)
-    model = build_model(spec, encoders, config)
-    model.load_state_dict(payload["model"])
-    model.eval()
+    model = restored.model()
     warehouse = load_warehouse(target)
     # the same gate as training: no serving from a failed, missing or stale build
     check_features_ready(warehouse, load_spec())

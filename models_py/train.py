@@ -20,15 +20,13 @@ from tqdm import tqdm
 
 from models_py import checkpoint, metrics
 from models_py.config import TrainConfig
-from models_py.data import Encoded, Encoders, categorical_slots, numeric_width
+from models_py.data import Encoded, Encoders
 from models_py.distributed import Dist, broadcast
-from models_py.model import CTRModel
+from models_py.model import CTRModel, build_model, pick_device, predict
 from models_py.pipeline import Prepared
 from models_py.registry import FeatureSpec
 from models_py.stream import Batch, StreamedBatches
 from recsys_core.errors import UserError
-
-EVAL_BATCH = 65_536
 
 
 @dataclass
@@ -61,73 +59,10 @@ class TensorBatches:
             yield self.data.categorical[rows], self.data.numeric[rows], self.data.label[rows]
 
 
-def pick_device(config: TrainConfig) -> torch.device:
-    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def build_model(
-    spec: FeatureSpec, encoders: Encoders, config: TrainConfig, sparse_allowed: bool = True
-) -> CTRModel:
-    """The network for this spec and these encoders. The embedding table takes sparse
-    gradients above ``config.sparse_above_rows`` rows (never under nccl, which cannot
-    reduce them: ``sparse_allowed``)."""
-    slots = categorical_slots(spec, encoders)
-    names = [name for name, _ in slots]
-    user, item = spec.entity_column("user"), spec.entity_column("item")
-    return CTRModel(
-        cardinalities=[card for _, card in slots],
-        numeric_width=numeric_width(spec),
-        embedding_dim=config.embedding_dim,
-        hidden=config.hidden,
-        dropout=config.dropout,
-        interaction=config.interaction,
-        user_slot=names.index(user) if user in names else None,
-        item_slot=names.index(item) if item in names else None,
-        sparse=sparse_allowed and sum(card for _, card in slots) > config.sparse_above_rows,
-        wide=config.wide != "off",
-        crosses=attribute_crosses(spec, slots) if config.wide == "crosses" else [],
-        deep_ids=config.deep_ids,
-    )
-
-
-MAX_CROSS_CELLS = 100_000
-
-
-def attribute_crosses(spec: FeatureSpec, slots: list[tuple[str, int]]) -> list[tuple[int, int]]:
-    """Every pair of attribute categoricals (entity ids and numeric buckets left out)
-    whose cross has at most MAX_CROSS_CELLS cells: the wide path learns one weight
-    per pair of values, as Wide & Deep's cross-product features do."""
-    attributes = {f.name for f in spec.attributes}
-    fields = [j for j, (name, _) in enumerate(slots) if name in attributes]
-    return [
-        (a, b)
-        for i, a in enumerate(fields)
-        for b in fields[i + 1 :]
-        if slots[a][1] * slots[b][1] <= MAX_CROSS_CELLS
-    ]
-
-
-@torch.inference_mode()
-def predict(model: CTRModel, data: Encoded, device: torch.device, raw: bool = False) -> np.ndarray:
-    """Click probabilities for every row, in large batches, without autograd;
-    ``raw``: sigmoid of the network's logit, before the model's calibration."""
-    model.eval()
-    out = []
-    for start in range(0, len(data), EVAL_BATCH):
-        cat = data.categorical[start : start + EVAL_BATCH].to(device)
-        num = data.numeric[start : start + EVAL_BATCH].to(device)
-        p = torch.sigmoid(model(cat, num)) if raw else model.probability(cat, num)
-        out.append(p.float().cpu())
-    model.train()
-    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
 
 
 def make_optimizers(model: CTRModel, config: TrainConfig) -> dict[str, torch.optim.Optimizer]:

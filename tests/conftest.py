@@ -17,12 +17,25 @@ ML100K_MINI = REPO / "tests" / "fixtures" / "ml-100k-mini"
 
 # dbt and models_py both honour DBT_TARGET_PATH: the tests keep their manifests
 # and run results out of the repository's target/, which belongs to the user.
+# run_cli gives each data dir its own (<data dir>/target), so no test reads a
+# manifest that another test wrote; this default covers direct subprocesses.
 os.environ.setdefault("DBT_TARGET_PATH", tempfile.mkdtemp(prefix="recsys-dbt-target-"))
 
 
+def world_env(data_dir: Path, **env: str) -> dict[str, str]:
+    """The environment of a command on ``data_dir``: its data and its own dbt
+    artifacts (``data_dir/target``)."""
+    return {
+        **os.environ,
+        "RECSYS_DATA_DIR": str(data_dir),
+        "DBT_TARGET_PATH": str(data_dir / "target"),
+        **env,
+    }
+
+
 def run_cli(args: list[str], data_dir: Path, check: bool = True, **env: str):
-    """Run a command from the repo root with RECSYS_DATA_DIR pointing at ``data_dir``."""
-    full_env = {**os.environ, "RECSYS_DATA_DIR": str(data_dir), **env}
+    """Run a command from the repo root on ``data_dir`` (see world_env)."""
+    full_env = world_env(data_dir, **env)
     result = subprocess.run(
         args, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=900
     )
@@ -81,6 +94,21 @@ def dbt(
     return run_cli(cmd, data_dir, check=check, **env)
 
 
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """What the README promises for a refused command: exit status 2 and exactly
+    one line on stderr, an ``error:`` line (no traceback, no warnings before it)."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def use_world(monkeypatch: pytest.MonkeyPatch, world: Path) -> None:
+    """Point in-process models_py calls at ``world``, as run_cli does for commands."""
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(world))
+    monkeypatch.setenv("DBT_TARGET_PATH", str(world / "target"))
+
+
 @pytest.fixture(scope="session")
 def built_world(tmp_path_factory) -> Path:
     """A small generated world with features built by dbt on SQLite (shared, read-only)."""
@@ -88,6 +116,14 @@ def built_world(tmp_path_factory) -> Path:
     generate(data_dir)
     dbt(["build"], data_dir)
     return data_dir
+
+
+@pytest.fixture(scope="session")
+def duckdb_world(built_world, tmp_path_factory) -> Path:
+    """The shared world with its features also built on DuckDB (shared, read-only)."""
+    world = copy_world(built_world, tmp_path_factory.mktemp("duckdb") / "world")
+    dbt(["build"], world, target="duckdb")
+    return world
 
 
 def copy_project(dest: Path) -> Path:

@@ -1,5 +1,6 @@
-"""The import rule of ARCHITECTURE.md: the shared core depends on nothing of the
-project, and neither side imports the other's internals."""
+"""The import rules of ARCHITECTURE.md: the shared core depends on nothing of the
+project, neither side imports the other's internals, and inside models_py the
+layers go one way."""
 
 from __future__ import annotations
 
@@ -38,3 +39,35 @@ def project_imports(package: str) -> set[tuple[str, str]]:
 def test_packages_import_only_what_the_architecture_allows(package):
     wrong = {(f, top) for f, top in project_imports(package) if top not in ALLOWED[package]}
     assert not wrong, f"{package} imports {sorted(wrong)}"
+
+
+# ARCHITECTURE.md, "Who may import whom": each module imports only from its own
+# layer or the ones before it.
+MODELS_PY_LAYERS = [
+    {"config", "metrics", "runs", "distributed", "warehouse"},
+    {"registry", "store", "data", "stream", "pipeline"},
+    {"model", "checkpoint"},
+    {"train", "calibration"},
+    {"baselines", "evaluate", "ablation", "serving", "ranking", "tracking"},
+    {"cli", "bench", "quality", "__main__", "__init__"},
+]
+
+
+def test_models_py_layers_import_one_way():
+    layer = {name: i for i, names in enumerate(MODELS_PY_LAYERS) for name in names}
+    modules = {path.stem for path in (REPO / "models_py").glob("*.py")}
+    assert modules == set(layer), "every module belongs to one layer"
+    upward = []
+    for path in (REPO / "models_py").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.module:
+                continue
+            if node.module == "models_py":
+                imported = [alias.name for alias in node.names]
+            elif node.module.startswith("models_py."):
+                imported = [node.module.split(".")[1]]
+            else:
+                continue
+            upward += [(path.stem, m) for m in imported if layer[m] > layer[path.stem]]
+    assert not upward, f"imports against the layer order: {sorted(upward)}"
+

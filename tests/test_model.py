@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from models_py.config import TrainConfig, auto_batch_size
-from models_py.model import CTRModel
+from models_py.model import CTRModel, attribute_crosses
 from models_py.registry import FeatureColumn, FeatureSpec
-from models_py.train import attribute_crosses, make_optimizers
+from models_py.train import make_optimizers
 
 SPEC = FeatureSpec(
     "fct",

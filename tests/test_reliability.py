@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -15,14 +14,28 @@ from pathlib import Path
 import pytest
 
 from models_py import checkpoint
-from tests.conftest import BIN, REPO, copy_world, dbt, generate, recsys
+from tests.conftest import (
+    BIN,
+    REPO,
+    copy_world,
+    dbt,
+    generate,
+    one_error_line,
+    recsys,
+    use_world,
+    world_env,
+)
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
+def _wait_for(predicate, timeout: float, what: str, proc=None) -> None:
+    """Poll ``predicate``; fail at once if ``proc`` (the process that should make
+    it true) has already exited."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"the process exited ({proc.returncode}) before {what}")
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
 
@@ -55,6 +68,7 @@ def test_a_generator_killed_mid_write_leaves_the_previous_database_usable(tmp_pa
         lambda: any(p.name.startswith(".raw.db.tmp") for p in tmp_path.iterdir()),
         120,
         "the generator to start writing",
+        proc,
     )
     time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
@@ -77,11 +91,10 @@ def test_training_killed_mid_epoch_resumes_to_the_same_final_metrics(built_world
     recsys(args, world)
     full = (world / "runs" / "latest").resolve()
 
-    env = {"RECSYS_DATA_DIR": str(world)}
     proc = subprocess.Popen(
         [str(BIN / "recsys"), *args],
         cwd=REPO,
-        env={**os.environ, **env},
+        env=world_env(world),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -100,7 +113,7 @@ def test_training_killed_mid_epoch_resumes_to_the_same_final_metrics(built_world
         except Exception:
             return False
 
-    _wait_for(second_checkpoint_written, 300, "two evaluations of the second run")
+    _wait_for(second_checkpoint_written, 300, "two evaluations of the second run", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     cut = next(
@@ -132,13 +145,11 @@ def test_an_older_feature_table_is_refused(built_world, tmp_path):
     with sqlite3.connect(world / "warehouse.db") as conn:
         conn.execute("alter table fct_impression_features drop column user_category_ctr")
     result = recsys(["train", "--quiet"], world, check=False)
-    assert result.returncode == 2
-    assert "lacks column 'user_category_ctr'" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "lacks column 'user_category_ctr'" in one_error_line(result)
 
 
 def test_a_manifest_without_feature_meta_is_refused(built_world, tmp_path):
-    target = Path(os.environ["DBT_TARGET_PATH"])
+    target = built_world / "target"
     copy = tmp_path / "target"
     copy.mkdir()
     manifest = json.loads((target / "manifest.json").read_text())
@@ -146,16 +157,12 @@ def test_a_manifest_without_feature_meta_is_refused(built_world, tmp_path):
         for column in node.get("columns", {}).values():
             column["meta"] = {}
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    shutil.copy(target / "run_results.json", copy / "run_results.json")
     result = recsys(["train", "--quiet"], built_world, check=False, DBT_TARGET_PATH=str(copy))
-    assert result.returncode == 2
-    assert "must mark exactly one column with meta.role: id" in result.stderr
-    assert "warning: fct_impression_features: columns without meta.role" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "must mark exactly one column with meta.role: id" in one_error_line(result)
 
 
 def test_no_dbt_model_reads_the_truth_table(built_world):
-    manifest = json.loads((Path(os.environ["DBT_TARGET_PATH"]) / "manifest.json").read_text())
+    manifest = json.loads((built_world / "target" / "manifest.json").read_text())
     truth = "source.recsys.raw.click_truth"
     readers = [
         uid
@@ -218,11 +225,11 @@ def test_score_killed_mid_write_leaves_the_previous_predictions(built_world, tra
     proc = subprocess.Popen(
         [str(BIN / "recsys"), "score", "-k", "150", "--candidates", "300", "--quiet"],
         cwd=REPO,
-        env={**os.environ, "RECSYS_DATA_DIR": str(world)},
+        env=world_env(world),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait_for(new_table_exists, 300, "the new predictions table to appear")
+    _wait_for(new_table_exists, 300, "the new predictions table to appear", proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     with sqlite3.connect(db) as conn:
@@ -232,13 +239,6 @@ def test_score_killed_mid_write_leaves_the_previous_predictions(built_world, tra
     recsys(["score", "-k", "2", "--candidates", "10", "--quiet"], world)  # and it recovers
 
 
-def _one_error_line(result) -> str:
-    assert result.returncode == 2, result.stderr
-    lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    return lines[0]
-
-
 @pytest.mark.parametrize("label", [0, 1])
 def test_one_class_training_data_is_refused_before_training(built_world, tmp_path, label):
     world = copy_world(built_world, tmp_path / "world")
@@ -246,7 +246,7 @@ def test_one_class_training_data_is_refused_before_training(built_world, tmp_pat
         conn.execute("update fct_impression_features set clicked = ?", [label])
     result = recsys(["train", "--quiet", "--no-track"], world, check=False)
     kind = "no clicks" if label == 0 else "only clicks"
-    assert kind in _one_error_line(result)
+    assert kind in one_error_line(result)
     assert not (world / "runs").exists() or not any((world / "runs").iterdir())  # no orphan run
 
 
@@ -254,7 +254,7 @@ def test_diverging_training_stops_with_one_line(built_world, tmp_path):
     world = copy_world(built_world, tmp_path / "world")
     args = ["train", "--lr", "1e30", "--wide-lr", "1e30", "--embedding-lr", "1e30", "--quiet"]
     result = recsys([*args, "--no-track", "--no-baselines"], world, check=False)
-    assert "training diverged at step" in _one_error_line(result)
+    assert "training diverged at step" in one_error_line(result)
 
 
 def test_metrics_json_writes_undefined_values_as_null(tmp_path):
@@ -280,13 +280,13 @@ def test_sigterm_during_training_says_how_to_resume(built_world, tmp_path):
     proc = subprocess.Popen(
         [str(BIN / "recsys"), "train", "--batch-size", "256", "--quiet", "--no-track"],
         cwd=REPO,
-        env={**os.environ, "RECSYS_DATA_DIR": str(world)},
+        env=world_env(world),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
     runs = world / "runs"
-    _wait_for(lambda: any(runs.glob("*/last.pt")) if runs.exists() else False, 300, "last.pt")
+    _wait_for(lambda: any(runs.glob("*/last.pt")) if runs.exists() else False, 300, "last.pt", proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143
@@ -301,9 +301,9 @@ def test_evaluate_refuses_a_rebuilt_feature_table(built_world, trained_run, tmp_
     recsys(["evaluate", "--run", str(run), "--no-baselines", "--no-track"], world)  # same build
     dbt(["build"], world)  # a new build: another invocation
     result = recsys(["evaluate", "--run", str(run), "--no-track"], world, check=False)
-    assert "was trained on feature build" in _one_error_line(result)
+    assert "was trained on feature build" in one_error_line(result)
     result = recsys(["train", "--resume", str(run), "--quiet"], world, check=False)
-    assert "was trained on feature build" in _one_error_line(result)
+    assert "was trained on feature build" in one_error_line(result)
 
 
 @pytest.mark.parametrize("command", [["recommend", "--user", "1"], ["score", "--quiet"]])
@@ -312,4 +312,80 @@ def test_serving_refuses_stale_features_like_training(built_world, trained_run, 
     later = time.time() + 5
     os.utime(world / "raw.db", (later, later))  # raw data changed after the build
     result = recsys(command, world, check=False)
-    assert "changed after the features were built" in _one_error_line(result)
+    assert "changed after the features were built" in one_error_line(result)
+
+
+@pytest.mark.parametrize(
+    "command", [["train", "--quiet"], ["evaluate", "--no-track"], ["rank"], ["score", "--quiet"]]
+)
+def test_a_truncated_warehouse_is_one_line_naming_the_file(
+    built_world, trained_run, tmp_path, command
+):
+    world = copy_world(built_world, tmp_path / "world", runs=True)
+    warehouse = world / "warehouse.db"
+    with open(warehouse, "r+b") as f:
+        f.truncate(warehouse.stat().st_size // 2)
+    result = recsys(command, world, check=False)
+    line = one_error_line(result)
+    assert f"{warehouse} is damaged" in line and "make features" in line
+
+
+def test_a_reader_keeps_its_cache_when_a_newer_build_replaces_it(
+    built_world, tmp_path, monkeypatch
+):
+    """A streaming run reads its build's column cache for hours; a newer build
+    opened meanwhile deletes that folder, and the reader must not notice."""
+    from models_py.registry import check_features_ready, load_spec
+    from models_py.store import open_store
+    from models_py.warehouse import load_warehouse
+
+    use_world(monkeypatch, built_world)
+    warehouse, spec = load_warehouse(), load_spec()
+    build = check_features_ready(warehouse, spec)
+    reader = open_store(warehouse, spec, build, tmp_path / "cache")
+    column = spec.numeric[0].name
+    before = reader.read(column)
+    open_store(warehouse, spec, "a-newer-build", tmp_path / "cache")
+    assert not reader.folder.exists(), "the newer build removed the old cache"
+    assert (reader.read(column) == before).all()
+    assert (reader.read(column, 100, 200) == before[100:200]).all()
+    assert len(reader.read(spec.categorical[0].name)) == reader.rows
+
+
+HOSTILE_NAMES = [
+    'user_ctr"; drop table fct_impression_features; --',
+    "user ctr",
+    "user_ctr\n",
+    "user_ctr;",
+    "ｕser_ctr",  # fullwidth u
+    "usеr_ctr",  # Cyrillic e
+    "user-ctr",
+    "1user_ctr",
+    "",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_identifiers_are_refused_before_any_sql(name):
+    from models_py.warehouse import quote_identifier
+    from recsys_core.errors import UserError
+
+    with pytest.raises(UserError, match="refusing SQL identifier"):
+        quote_identifier(name)
+
+
+def test_a_manifest_with_a_hostile_column_name_is_refused(built_world, tmp_path):
+    target = built_world / "target"
+    copy = tmp_path / "target"
+    copy.mkdir()
+    manifest = json.loads((target / "manifest.json").read_text())
+    node = manifest["nodes"]["model.recsys.fct_impression_features"]
+    node["columns"] = {
+        (HOSTILE_NAMES[0] if name == "user_ctr" else name): column
+        for name, column in node["columns"].items()
+    }
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    before = (built_world / "warehouse.db").read_bytes()
+    result = recsys(["train", "--quiet"], built_world, check=False, DBT_TARGET_PATH=str(copy))
+    assert "refusing SQL identifier" in one_error_line(result)
+    assert (built_world / "warehouse.db").read_bytes() == before

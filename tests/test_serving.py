@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sqlite3
 
 import numpy as np
@@ -12,7 +10,7 @@ import pandas as pd
 import pytest
 
 from models_py import serving
-from tests.conftest import copy_world, dbt, recsys
+from tests.conftest import copy_world, dbt, recsys, use_world
 
 
 def _heavy_clicker(world) -> int:
@@ -77,13 +75,16 @@ def test_score_writes_top_k_lists_that_join_in_sql(built_world, trained_run, tmp
     shown = dbt(
         [
             "show",
+            "--quiet",
+            "--output",
+            "json",
             "--inline",
             "select count(*) as n from {{ source('serving', 'predictions') }} p "
             "join {{ ref('stg_items') }} i on i.item_id = p.item_id",
         ],
         world,
     )
-    assert str(len(table)) in shown.stdout
+    assert json.loads(shown.stdout) == {"show": [{"n": len(table)}]}
 
 
 def test_a_failed_score_leaves_the_previous_predictions_intact(
@@ -95,7 +96,7 @@ def test_a_failed_score_leaves_the_previous_predictions_intact(
     with sqlite3.connect(world / "warehouse.db") as conn:
         before = pd.read_sql("select * from predictions", conn)
 
-    monkeypatch.setenv("RECSYS_DATA_DIR", str(world))
+    use_world(monkeypatch, world)
     scorer = serving.load_scorer(trained_run)
     rows, _ = serving.score_top_k(scorer, 2, 10, progress=False)
     broken = rows.astype({"score": object})
@@ -121,14 +122,12 @@ def test_recall_and_ndcg_match_hand_computed_values():
 
 def test_rank_scores_the_test_period_from_marts_built_before_it(built_world, trained_run, tmp_path):
     world = copy_world(built_world, tmp_path / "world", runs=True)
-    target = world / "target"
-    shutil.copytree(os.environ["DBT_TARGET_PATH"], target)
-    env = {"DBT_TARGET_PATH": str(target)}
+    target = world / "target"  # the copied world's own dbt artifacts
     results_before = (target / "run_results.json").read_bytes()
     with sqlite3.connect(world / "warehouse.db") as conn:
         serving_before = pd.read_sql("select * from user_features_latest", conn)
 
-    out = recsys(["rank", "-k", "5", "-k", "20", "--quiet", "--no-track"], world, **env).stdout
+    out = recsys(["rank", "-k", "5", "-k", "20", "--quiet", "--no-track"], world).stdout
     assert "Recall@5" in out and "NDCG@20" in out and "popularity" in out
     result = json.loads(((world / "runs" / "latest") / "ranking.json").read_text())
     for name in ("model", "popularity", "model_x_exposure"):

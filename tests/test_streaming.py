@@ -11,6 +11,7 @@ import torch
 from models_py import stream
 from models_py.config import TrainConfig
 from models_py.pipeline import prepare
+from tests.conftest import use_world
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def small_blocks(monkeypatch):
 
 
 def _both(world, monkeypatch, **overrides):
-    monkeypatch.setenv("RECSYS_DATA_DIR", str(world))
+    use_world(monkeypatch, world)
     config = TrainConfig().with_overrides(batch_size=512, **overrides)
     return config, prepare(config, streaming=False), prepare(config, streaming=True)
 
