@@ -29,6 +29,12 @@ def _build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--items", type=int, default=5_000)
     syn.add_argument("--days", type=int, default=60)
     syn.add_argument("--seed", type=int, default=42)
+    syn.add_argument(
+        "--slate-size",
+        type=int,
+        default=1,
+        help="impressions per request, shown to one user in one second (1 to 10)",
+    )
     syn.add_argument("--data-dir", default=None, help="default: $RECSYS_DATA_DIR or ./data")
 
     ml = sub.add_parser(
@@ -130,7 +136,7 @@ def _report_suspects(count: int, examples: list[str], what: str) -> None:
 
 
 def run_synthetic(args: argparse.Namespace) -> None:
-    from seeds_gen.synthetic import WorldSpec, generate
+    from seeds_gen.synthetic import N_POSITIONS, WorldSpec, generate
 
     for name in ("impressions", "users", "items", "days"):
         _positive(name, getattr(args, name))
@@ -147,7 +153,11 @@ def run_synthetic(args: argparse.Namespace) -> None:
     target = paths.raw_db_path(args.data_dir)
     check_writable(target.parent)
 
-    spec = WorldSpec(args.impressions, args.users, args.items, args.days, args.seed)
+    if not 1 <= args.slate_size <= N_POSITIONS:
+        raise UserError(f"--slate-size must be between 1 and {N_POSITIONS}, got {args.slate_size}")
+    spec = WorldSpec(
+        args.impressions, args.users, args.items, args.days, args.seed, args.slate_size
+    )
     started = time.perf_counter()
     world = generate(spec)
     generated = time.perf_counter()
@@ -157,7 +167,9 @@ def run_synthetic(args: argparse.Namespace) -> None:
     rows = sum(len(t) for t in world.tables())
     print(
         f"wrote {target}: {spec.impressions:,} impressions, {spec.users:,} users, "
-        f"{spec.items:,} items over {spec.days} days (seed {spec.seed})"
+        f"{spec.items:,} items over {spec.days} days (seed {spec.seed}"
+        + (f", slates of {spec.slate_size}" if spec.slate_size > 1 else "")
+        + ")"
     )
     print(
         f"click rate {world.click_rate:.4f}; last 10% of time: oracle AUC "

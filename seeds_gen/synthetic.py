@@ -44,6 +44,7 @@ class WorldSpec:
     items: int = 5_000
     days: int = 60
     seed: int = 42
+    slate_size: int = 1  # impressions per request, shown in the same second
 
 
 @dataclass
@@ -78,6 +79,28 @@ def _sample_present(
     draw = rng.random(len(at)) * cum[present - 1]
     pick = np.minimum(np.searchsorted(cum, draw, side="right"), present - 1)
     return order[pick]
+
+
+def _slates(
+    rng: np.random.Generator,
+    spec: WorldSpec,
+    signup: np.ndarray,
+    activity: np.ndarray,
+    created: np.ndarray,
+    popularity: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Requests at uniform times, each showing ``slate_size`` items to one user in
+    one second at positions 1, 2, ...: same-second impressions, as a results page
+    makes them (and the case the point-in-time rule exists for)."""
+    n, size = spec.impressions, spec.slate_size
+    requests = -(-n // size)
+    request_ts = np.sort(START_EPOCH + rng.integers(0, spec.days * SECONDS_PER_DAY, size=requests))
+    request_uid = _sample_present(rng, signup, activity, request_ts)
+    event_ts = np.repeat(request_ts, size)[:n]
+    uid = np.repeat(request_uid, size)[:n]
+    iid = _sample_present(rng, created, popularity, event_ts)
+    position = np.tile(np.arange(1, size + 1), requests)[:n]
+    return event_ts, uid, iid, position
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -140,10 +163,13 @@ def generate(spec: WorldSpec) -> World:
     age_x_category = rng.normal(0.0, 0.5, size=(len(AGE_BANDS), N_CATEGORIES))
 
     # Impressions: uniform times; a present user and a present item for each.
-    event_ts = np.sort(START_EPOCH + rng.integers(0, spec.days * SECONDS_PER_DAY, size=n))
-    uid = _sample_present(rng, signup, activity, event_ts)
-    iid = _sample_present(rng, created, popularity, event_ts)
-    position = rng.integers(1, N_POSITIONS + 1, size=n)
+    if spec.slate_size == 1:
+        event_ts = np.sort(START_EPOCH + rng.integers(0, spec.days * SECONDS_PER_DAY, size=n))
+        uid = _sample_present(rng, signup, activity, event_ts)
+        iid = _sample_present(rng, created, popularity, event_ts)
+        position = rng.integers(1, N_POSITIONS + 1, size=n)
+    else:
+        event_ts, uid, iid, position = _slates(rng, spec, signup, activity, created, popularity)
 
     nonpersonal = (
         user_bias[uid]

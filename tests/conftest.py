@@ -53,6 +53,7 @@ def generate(
     items: int = 300,
     days: int = 30,
     seed: int = 7,
+    slate_size: int = 1,
 ):
     return run_cli(
         [
@@ -70,6 +71,8 @@ def generate(
             str(days),
             "--seed",
             str(seed),
+            "--slate-size",
+            str(slate_size),
         ],
         data_dir,
     )
@@ -111,9 +114,11 @@ def use_world(monkeypatch: pytest.MonkeyPatch, world: Path) -> None:
 
 @pytest.fixture(scope="session")
 def built_world(tmp_path_factory) -> Path:
-    """A small generated world with features built by dbt on SQLite (shared, read-only)."""
+    """A small generated world with features built by dbt on SQLite (shared, read-only).
+    Slates of 2 put many impressions in the same second as another of their
+    user: the case the point-in-time rule and its recompute tests exist for."""
     data_dir = tmp_path_factory.mktemp("world")
-    generate(data_dir)
+    generate(data_dir, slate_size=2)
     dbt(["build"], data_dir)
     return data_dir
 

@@ -70,4 +70,3 @@ def test_models_py_layers_import_one_way():
                 continue
             upward += [(path.stem, m) for m in imported if layer[m] > layer[path.stem]]
     assert not upward, f"imports against the layer order: {sorted(upward)}"
-

@@ -158,3 +158,16 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_slates_show_several_items_to_one_user_in_one_second(tmp_path):
+    generate_cli(tmp_path, impressions=3001, users=150, items=80, seed=4, slate_size=3)
+    rows = _table(
+        tmp_path / "raw.db",
+        "select user_id, event_ts, count(*), min(position), max(position) "
+        "from interactions group by user_id, event_ts",
+    )
+    sizes = sorted(r[2] for r in rows)
+    assert sum(sizes) == 3001
+    assert sizes.count(3) >= 990, "nearly every request is a full slate in one second"
+    assert all(r[3] == 1 and r[4] == r[2] for r in rows if r[2] == 3)
