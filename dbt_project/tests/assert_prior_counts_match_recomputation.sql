@@ -1,7 +1,7 @@
 -- Recomputes prior counts independently (a join on strictly earlier events and
 -- a group by, no window functions) on a deterministic sample that includes
--- every impression sharing its second with another of its user or item, and
--- compares the result with the mart.
+-- impressions sharing their second with another of their user or item (up to
+-- 100 of each kind), and compares the result with the mart.
 with
 
 features as (
@@ -41,11 +41,12 @@ item_seconds_shared as (
 
 ),
 
-sample as (
+tied as (
 
-    -- every impression that shares its second with another of its user or
-    -- item, plus a deterministic 1-in-4999 sample of the rest
-    select features.*
+    select
+        features.interaction_id,
+        case when user_seconds_shared.user_id is null then 0 else 1 end as user_tie,
+        case when item_seconds_shared.item_id is null then 0 else 1 end as item_tie
     from features
     left join user_seconds_shared
         on features.user_id = user_seconds_shared.user_id
@@ -53,10 +54,36 @@ sample as (
     left join item_seconds_shared
         on features.item_id = item_seconds_shared.item_id
         and features.event_ts = item_seconds_shared.event_ts
+
+),
+
+sampled_ties as (
+
+    -- up to 100 rows of each kind of tie (user, item, both), in a scrambled
+    -- but fixed order: every world with ties is checked on them, and a world
+    -- made of slates (every row tied) stays as cheap as one without
+    select interaction_id
+    from (
+        select
+            interaction_id,
+            row_number() over (
+                partition by user_tie, item_tie
+                order by (interaction_id * 7919) % 10007, interaction_id
+            ) as tie_rank
+        from tied
+        where user_tie = 1 or item_tie = 1
+    ) as ranked
+    where tie_rank <= 100
+
+),
+
+sample as (
+
+    select features.*
+    from features
     where
         features.interaction_id % 4999 = 1
-        or user_seconds_shared.user_id is not null
-        or item_seconds_shared.item_id is not null
+        or features.interaction_id in (select sampled_ties.interaction_id from sampled_ties)
 
 ),
 
