@@ -127,44 +127,22 @@ def train(
     config = config.for_rows(len(data.train_rows))
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
-    device = pick_device(config)
-    if device.type == "cuda" and dist.enabled:
-        device = torch.device("cuda", dist.local_rank)
+    device = _device(config, dist)
     model = build_model(data.spec, data.encoders, config, dist.sparse_embeddings).to(device)
     if resume_from is None:
         model.start_at_rate(float(data.train_label_rate))
-    net: nn.Module = model
-    if dist.enabled:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [dist.local_rank] if device.type == "cuda" else None
-        net = DistributedDataParallel(model, device_ids=ids)
+    net = _parallel(model, device, dist)
     optimizers = make_optimizers(model, config)
-    state = TrainState()
-    if resume_from is not None:
-        model.load_state_dict(resume_from["model"])
-        for name, opt in optimizers.items():
-            opt.load_state_dict(resume_from["optimizers"][name])
-        state = TrainState(**resume_from["state"])
-        torch.set_rng_state(resume_from["rng"])
+    state = TrainState() if resume_from is None else restore(model, optimizers, resume_from)
 
-    if data.stream is not None:
-        source: TensorBatches | StreamedBatches = data.stream
-    else:
-        assert data.train is not None
-        source = TensorBatches(data.train.to(device), config.batch_size, config.seed)
-    validation = data.validation
-    y_val = validation.label.numpy()
-    n = len(source)
-    steps_per_epoch = max(1, math.ceil(n / config.batch_size))
+    source = _batch_source(data, config, device)
+    steps_per_epoch = max(1, math.ceil(len(source) / config.batch_size))
     total_steps = config.epochs * steps_per_epoch
     if config.max_steps:
         total_steps = min(total_steps, config.max_steps)
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
-    loss_fn = nn.BCEWithLogitsLoss()
     batches: Iterator[Batch] = iter(())
     batches_epoch = -1
-
     bar = tqdm(
         total=total_steps,
         initial=state.step,
@@ -179,62 +157,134 @@ def train(
         epoch, position = divmod(state.step, steps_per_epoch)
         if epoch != batches_epoch:
             batches, batches_epoch = source.batches(epoch, position), epoch
-        categorical, numeric, label = next(batches)
-        rows = len(label)
-        mine = slice(dist.rank, None, dist.world)  # this process's share of the global batch
-        logits = net(categorical[mine].to(device), numeric[mine].to(device))
-        loss = loss_fn(logits, label[mine].to(device))
-        loss_value = float(loss.detach())
-        if not math.isfinite(loss_value):
-            raise UserError(
-                f"training diverged at step {state.step + 1:,}: the loss is {loss_value}; "
-                f"lower the learning rates (--lr, --embedding-lr, --wide-lr); "
-                f"checkpoints written so far are kept"
-            )
-        for opt in optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for opt in optimizers.values():
-            opt.step()
-        state.step += 1
-        state.samples_seen += rows
-        running_loss = (
-            loss_value if math.isnan(running_loss) else 0.98 * running_loss + 0.02 * loss_value
-        )
+        loss = _step(net, optimizers, next(batches), state, dist, device)
+        running_loss = loss if math.isnan(running_loss) else 0.98 * running_loss + 0.02 * loss
         bar.update(1)
-
-        if (state.step % eval_every == 0 or state.step == total_steps) and not dist.is_main:
-            state = broadcast(dist, None)  # rank 0 evaluates and decides on stopping
-            started = time.perf_counter()
-        elif state.step % eval_every == 0 or state.step == total_steps:
+        if state.step % eval_every and state.step != total_steps:
+            continue
+        if dist.is_main:  # rank 0 evaluates, checkpoints and decides on stopping
             state.train_seconds += time.perf_counter() - started
-            val_auc = metrics.auc(y_val, predict(model, validation, device))
-            state.history.append(
-                {
-                    "step": state.step,
-                    "epoch": state.step / steps_per_epoch,
-                    "train_loss": running_loss,
-                    "val_auc": val_auc,
-                }
-            )
-            improved = val_auc > state.best_auc
-            if improved:
-                state.best_auc, state.best_step, state.evals_since_best = val_auc, state.step, 0
-            else:
-                state.evals_since_best += 1
-                state.stopped_early = state.evals_since_best >= config.patience
-            payload = _payload(
-                model, optimizers, state, config, data.spec, data.encoders, data.build_id
-            )
-            if improved:
-                checkpoint.save(payload, run_dir / checkpoint.BEST)
-            checkpoint.save(payload, run_dir / checkpoint.LAST)
+            entry = _evaluate(model, data, device, state, config, steps_per_epoch, running_loss)
+            _checkpoint(model, optimizers, state, config, data, run_dir)
             bar.set_postfix(
-                loss=f"{running_loss:.4f}", val_auc=f"{val_auc:.4f}", best=f"{state.best_auc:.4f}"
+                loss=f"{running_loss:.4f}",
+                val_auc=f"{entry['val_auc']:.4f}",
+                best=f"{state.best_auc:.4f}",
             )
             if on_eval is not None:
-                on_eval(state.history[-1])
+                on_eval(entry)
             broadcast(dist, state)
-            started = time.perf_counter()
+        else:
+            state = broadcast(dist, None)
+        started = time.perf_counter()
     bar.close()
     return model, state
+
+
+def _device(config: TrainConfig, dist: Dist) -> torch.device:
+    device = pick_device(config)
+    if device.type == "cuda" and dist.enabled:
+        return torch.device("cuda", dist.local_rank)
+    return device
+
+
+def _parallel(model: CTRModel, device: torch.device, dist: Dist) -> nn.Module:
+    """The module the loop calls: ``model`` itself, or DDP around it under torchrun."""
+    if not dist.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [dist.local_rank] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def restore(
+    model: CTRModel, optimizers: dict[str, torch.optim.Optimizer], payload: dict[str, Any]
+) -> TrainState:
+    """Put a last.pt back: weights, optimiser moments, progress and the RNG, so the
+    resumed run draws exactly the batches the uninterrupted one would have."""
+    model.load_state_dict(payload["model"])
+    for name, opt in optimizers.items():
+        opt.load_state_dict(payload["optimizers"][name])
+    torch.set_rng_state(payload["rng"])
+    return TrainState(**payload["state"])
+
+
+def _batch_source(
+    data: Prepared, config: TrainConfig, device: torch.device
+) -> TensorBatches | StreamedBatches:
+    if data.stream is not None:
+        return data.stream
+    assert data.train is not None
+    return TensorBatches(data.train.to(device), config.batch_size, config.seed)
+
+
+def _step(
+    net: nn.Module,
+    optimizers: dict[str, torch.optim.Optimizer],
+    batch: Batch,
+    state: TrainState,
+    dist: Dist,
+    device: torch.device,
+) -> float:
+    """One optimiser step on this process's share of the global batch; the loss."""
+    categorical, numeric, label = batch
+    mine = slice(dist.rank, None, dist.world)
+    logits = net(categorical[mine].to(device), numeric[mine].to(device))
+    loss = nn.functional.binary_cross_entropy_with_logits(logits, label[mine].to(device))
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise UserError(
+            f"training diverged at step {state.step + 1:,}: the loss is {value}; "
+            f"lower the learning rates (--lr, --embedding-lr, --wide-lr); "
+            f"checkpoints written so far are kept"
+        )
+    for opt in optimizers.values():
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for opt in optimizers.values():
+        opt.step()
+    state.step += 1
+    state.samples_seen += len(label)
+    return value
+
+
+def _evaluate(
+    model: CTRModel,
+    data: Prepared,
+    device: torch.device,
+    state: TrainState,
+    config: TrainConfig,
+    steps_per_epoch: int,
+    running_loss: float,
+) -> dict[str, float]:
+    """Validation AUC now; updates the best step and early stopping in ``state``."""
+    val_auc = metrics.auc(data.validation.label.numpy(), predict(model, data.validation, device))
+    entry = {
+        "step": state.step,
+        "epoch": state.step / steps_per_epoch,
+        "train_loss": running_loss,
+        "val_auc": val_auc,
+    }
+    state.history.append(entry)
+    if val_auc > state.best_auc:
+        state.best_auc, state.best_step, state.evals_since_best = val_auc, state.step, 0
+    else:
+        state.evals_since_best += 1
+        state.stopped_early = state.evals_since_best >= config.patience
+    return entry
+
+
+def _checkpoint(
+    model: CTRModel,
+    optimizers: dict[str, torch.optim.Optimizer],
+    state: TrainState,
+    config: TrainConfig,
+    data: Prepared,
+    run_dir: Path,
+) -> None:
+    """last.pt after every evaluation; best.pt too when this one is the best."""
+    payload = _payload(model, optimizers, state, config, data.spec, data.encoders, data.build_id)
+    if state.best_step == state.step:
+        checkpoint.save(payload, run_dir / checkpoint.BEST)
+    checkpoint.save(payload, run_dir / checkpoint.LAST)
