@@ -219,7 +219,7 @@ def test_a_feature_added_in_sql_and_yaml_reaches_the_model(tmp_path):
             "        cast(impressions.event_ts - users.signup_ts",
         )
     )
-    yml = marts / "_marts.yml"
+    yml = marts / "fct_impression_features.yml"
     yml.write_text(
         yml.read_text().replace(
             "      - name: user_tenure_days\n",

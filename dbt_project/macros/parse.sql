@@ -1,6 +1,7 @@
 {#- Parse a raw value into a bigint, or NULL when it is not an integer.
-    dbt.safe_cast is not safe across engines (DBT_NOTES.md): SQLite turns 'abc'
-    into 0, so SQLite checks the stored type and the text round trip. -#}
+    dbt.safe_cast is not safe across engines: SQLite's cast turns 'abc' into 0
+    and '12abc' into 12, so SQLite checks the stored type and the text round
+    trip instead; the other engines have try_cast. -#}
 
 {% macro parse_bigint(expr) %}
     {{ return(adapter.dispatch('parse_bigint', 'recsys')(expr)) }}
