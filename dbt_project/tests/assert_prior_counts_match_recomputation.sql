@@ -25,7 +25,9 @@ impressions as (
 user_seconds_shared as (
 
     -- (user, second) pairs with more than one impression: the rule's edge case
-    select user_id, event_ts
+    select
+        user_id,
+        event_ts
     from impressions
     group by user_id, event_ts
     having count(*) > 1
@@ -34,7 +36,9 @@ user_seconds_shared as (
 
 item_seconds_shared as (
 
-    select item_id, event_ts
+    select
+        item_id,
+        event_ts
     from impressions
     group by item_id, event_ts
     having count(*) > 1
@@ -49,11 +53,13 @@ tied as (
         case when item_seconds_shared.item_id is null then 0 else 1 end as item_tie
     from features
     left join user_seconds_shared
-        on features.user_id = user_seconds_shared.user_id
-        and features.event_ts = user_seconds_shared.event_ts
+        on
+            features.user_id = user_seconds_shared.user_id
+            and features.event_ts = user_seconds_shared.event_ts
     left join item_seconds_shared
-        on features.item_id = item_seconds_shared.item_id
-        and features.event_ts = item_seconds_shared.event_ts
+        on
+            features.item_id = item_seconds_shared.item_id
+            and features.event_ts = item_seconds_shared.event_ts
 
 ),
 
