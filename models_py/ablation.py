@@ -41,8 +41,9 @@ def ablate(
         model_dir = run_dir / ("all" if group is None else f"without-{group}")
         model_dir.mkdir()
         train(config, variant, model_dir, progress=progress)
-        model = checkpoint.restore(model_dir).model().to(pick_device(config))
-        p = predict(model, variant.test, pick_device(config))
+        device = pick_device(config)
+        model = checkpoint.restore(model_dir).model().to(device)
+        p = predict(model, variant.test, device)
         rows.append(
             {
                 "group": ALL if group is None else group,

@@ -21,10 +21,9 @@ import torch
 from models_py import checkpoint
 from models_py.config import TrainConfig
 from models_py.data import Encoders, encode
-from models_py.model import CTRModel
+from models_py.model import CTRModel, predict
 from models_py.registry import FeatureSpec, check_features_ready, load_spec
 from models_py.runs import resolve_run
-from models_py.train import predict
 from models_py.warehouse import Warehouse, load_warehouse, quote_identifier
 from recsys_core.errors import UserError
 

@@ -20,11 +20,10 @@ from tqdm import tqdm
 
 from models_py import checkpoint, metrics
 from models_py.config import TrainConfig
-from models_py.data import Encoded, Encoders
+from models_py.data import Encoded
 from models_py.distributed import Dist, broadcast
 from models_py.model import CTRModel, build_model, pick_device, predict
 from models_py.pipeline import Prepared
-from models_py.registry import FeatureSpec
 from models_py.stream import Batch, StreamedBatches
 from recsys_core.errors import UserError
 
@@ -88,27 +87,6 @@ def make_optimizers(model: CTRModel, config: TrainConfig) -> dict[str, torch.opt
     return optimizers
 
 
-def _payload(
-    model: CTRModel,
-    optimizers: dict[str, torch.optim.Optimizer],
-    state: TrainState,
-    config: TrainConfig,
-    prepared_spec: FeatureSpec,
-    encoders: Encoders,
-    feature_build: str,
-) -> dict[str, Any]:
-    return {
-        "feature_build": feature_build,
-        "model": model.state_dict(),
-        "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-        "state": {k: v for k, v in state.__dict__.items()},
-        "config": config.to_dict(),
-        "spec": prepared_spec.to_dict(),
-        "encoders": encoders.to_dict(),
-        "rng": torch.get_rng_state(),
-    }
-
-
 def train(
     config: TrainConfig,
     data: Prepared,
@@ -133,7 +111,7 @@ def train(
         model.start_at_rate(float(data.train_label_rate))
     net = _parallel(model, device, dist)
     optimizers = make_optimizers(model, config)
-    state = TrainState() if resume_from is None else restore(model, optimizers, resume_from)
+    state = TrainState() if resume_from is None else _resume(model, optimizers, resume_from)
 
     source = _batch_source(data, config, device)
     steps_per_epoch = max(1, math.ceil(len(source) / config.batch_size))
@@ -198,7 +176,7 @@ def _parallel(model: CTRModel, device: torch.device, dist: Dist) -> nn.Module:
     return DistributedDataParallel(model, device_ids=ids)
 
 
-def restore(
+def _resume(
     model: CTRModel, optimizers: dict[str, torch.optim.Optimizer], payload: dict[str, Any]
 ) -> TrainState:
     """Put a last.pt back: weights, optimiser moments, progress and the RNG, so the
@@ -283,8 +261,19 @@ def _checkpoint(
     data: Prepared,
     run_dir: Path,
 ) -> None:
-    """last.pt after every evaluation; best.pt too when this one is the best."""
-    payload = _payload(model, optimizers, state, config, data.spec, data.encoders, data.build_id)
+    """last.pt after every evaluation; best.pt too when this one is the best. Each
+    holds all a resume needs (``_resume``) and all a command needs to restore the
+    run (``checkpoint.restore``)."""
+    payload = {
+        "feature_build": data.build_id,
+        "model": model.state_dict(),
+        "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
+        "state": dict(state.__dict__),
+        "config": config.to_dict(),
+        "spec": data.spec.to_dict(),
+        "encoders": data.encoders.to_dict(),
+        "rng": torch.get_rng_state(),
+    }
     if state.best_step == state.step:
         checkpoint.save(payload, run_dir / checkpoint.BEST)
     checkpoint.save(payload, run_dir / checkpoint.LAST)

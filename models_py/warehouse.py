@@ -6,6 +6,7 @@ DB-API connection. SQLite is the embedded default; DuckDB reads the same models.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sqlite3
@@ -120,23 +121,26 @@ def explain_database_error(exc: Exception) -> UserError:
     """One line for an SQLite error: which file is damaged and how to recover it.
 
     Runs only after an error, so the integrity check costs nothing otherwise."""
+    generic = UserError(f"database error: {exc}")
     try:
         warehouse = load_warehouse()
     except UserError:
-        return UserError(f"database error: {exc}")
+        return generic
+    if warehouse.kind != "sqlite":
+        return generic
     remedies = (
         (warehouse.path, "rebuild it with `make features`"),
         (warehouse.raw_path, "load the raw data again (`make data`), then `make features`"),
     )
     for path, remedy in remedies:
-        if warehouse.kind == "sqlite" and path.exists() and _damaged(path):
+        if path.exists() and _damaged(path):
             return UserError(f"{path} is damaged ({exc}): {remedy}")
-    return UserError(f"database error: {exc}")
+    return generic
 
 
 def _damaged(path: Path) -> bool:
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
             return conn.execute("pragma quick_check").fetchone()[0] != "ok"
     except sqlite3.DatabaseError:
         return True

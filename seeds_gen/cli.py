@@ -150,11 +150,11 @@ def run_synthetic(args: argparse.Namespace) -> None:
         raise UserError(
             f"--items ({args.items}) must not exceed --impressions ({args.impressions})"
         )
+    if not 1 <= args.slate_size <= N_POSITIONS:
+        raise UserError(f"--slate-size must be between 1 and {N_POSITIONS}, got {args.slate_size}")
     target = paths.raw_db_path(args.data_dir)
     check_writable(target.parent)
 
-    if not 1 <= args.slate_size <= N_POSITIONS:
-        raise UserError(f"--slate-size must be between 1 and {N_POSITIONS}, got {args.slate_size}")
     spec = WorldSpec(
         args.impressions, args.users, args.items, args.days, args.seed, args.slate_size
     )

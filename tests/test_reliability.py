@@ -148,16 +148,23 @@ def test_an_older_feature_table_is_refused(built_world, tmp_path):
     assert "lacks column 'user_category_ctr'" in one_error_line(result)
 
 
-def test_a_manifest_without_feature_meta_is_refused(built_world, tmp_path):
-    target = built_world / "target"
+def _train_on_edited_manifest(world: Path, tmp_path: Path, edit) -> subprocess.CompletedProcess:
+    """``recsys train`` on ``world`` reading a copy of its manifest changed by ``edit``."""
+    manifest = json.loads((world / "target" / "manifest.json").read_text())
+    edit(manifest)
     copy = tmp_path / "target"
     copy.mkdir()
-    manifest = json.loads((target / "manifest.json").read_text())
-    for node in manifest["nodes"].values():
-        for column in node.get("columns", {}).values():
-            column["meta"] = {}
     (copy / "manifest.json").write_text(json.dumps(manifest))
-    result = recsys(["train", "--quiet"], built_world, check=False, DBT_TARGET_PATH=str(copy))
+    return recsys(["train", "--quiet"], world, check=False, DBT_TARGET_PATH=str(copy))
+
+
+def test_a_manifest_without_feature_meta_is_refused(built_world, tmp_path):
+    def drop_meta(manifest: dict) -> None:
+        for node in manifest["nodes"].values():
+            for column in node.get("columns", {}).values():
+                column["meta"] = {}
+
+    result = _train_on_edited_manifest(built_world, tmp_path, drop_meta)
     assert "must mark exactly one column with meta.role: id" in one_error_line(result)
 
 
@@ -375,17 +382,14 @@ def test_hostile_identifiers_are_refused_before_any_sql(name):
 
 
 def test_a_manifest_with_a_hostile_column_name_is_refused(built_world, tmp_path):
-    target = built_world / "target"
-    copy = tmp_path / "target"
-    copy.mkdir()
-    manifest = json.loads((target / "manifest.json").read_text())
-    node = manifest["nodes"]["model.recsys.fct_impression_features"]
-    node["columns"] = {
-        (HOSTILE_NAMES[0] if name == "user_ctr" else name): column
-        for name, column in node["columns"].items()
-    }
-    (copy / "manifest.json").write_text(json.dumps(manifest))
+    def rename_a_feature(manifest: dict) -> None:
+        node = manifest["nodes"]["model.recsys.fct_impression_features"]
+        node["columns"] = {
+            (HOSTILE_NAMES[0] if name == "user_ctr" else name): column
+            for name, column in node["columns"].items()
+        }
+
     before = (built_world / "warehouse.db").read_bytes()
-    result = recsys(["train", "--quiet"], built_world, check=False, DBT_TARGET_PATH=str(copy))
+    result = _train_on_edited_manifest(built_world, tmp_path, rename_a_feature)
     assert "refusing SQL identifier" in one_error_line(result)
     assert (built_world / "warehouse.db").read_bytes() == before
