@@ -184,6 +184,10 @@ def test_bad_rows_are_quarantined_with_their_reason_and_nothing_is_lost(tmp_path
         ).fetchone()[0]
     assert kept.event_ts.iloc[0] == first_ts
 
+    recsys(["train", "--epochs", "1", "--batch-size", "256", "--no-baselines", "--quiet"], tmp_path)
+    metrics = json.loads((tmp_path / "runs" / "latest" / "metrics.json").read_text())
+    assert sum(metrics["split_rows"].values()) == len(staged), "exactly the clean rows train"
+
 
 def test_a_load_rejected_above_the_limit_stops_the_build_and_training(tmp_path):
     """Staging fails: nothing downstream is rebuilt, the last good mart stays, and
@@ -219,6 +223,8 @@ def test_a_load_rejected_above_the_limit_stops_the_build_and_training(tmp_path):
     assert relaxed.returncode == 0, relaxed.stdout[-2000:]
     rebuilt = _query(tmp_path / "warehouse.db", "select count(*) as n from fct_impression_features")
     assert rebuilt.n[0] == 3000
+    # the failed node ran again and passed: its latest verdict unlocks training
+    recsys(["train", "--epochs", "1", "--batch-size", "512", "--no-baselines", "--quiet"], tmp_path)
 
 
 def test_times_in_milliseconds_fail_the_build(tmp_path):

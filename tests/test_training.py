@@ -189,23 +189,6 @@ def test_training_refuses_stale_failed_or_missing_features(built_world, tmp_path
     )
 
 
-def test_training_refuses_features_whose_last_dbt_run_failed(tmp_path):
-    project = copy_project(tmp_path / "project")
-    data = tmp_path / "data"
-    generate(data, impressions=3000, users=100, items=50, seed=8)
-    dbt(["build"], data, project_dir=project)
-    test_sql = project / "dbt_project" / "tests" / "assert_always_fails.sql"
-    test_sql.write_text("select 1 as failing_row\n")
-    dbt(["test"], data, project_dir=project, check=False)
-    dbt(["compile"], data, project_dir=project)  # a later command that passes
-    result = recsys(["train", *FAST], data, check=False, RECSYS_PROJECT_DIR=str(project))
-    assert "dbt recorded a failure of assert_always_fails" in one_error_line(result)
-
-    test_sql.write_text("select 1 as failing_row where 1 = 0\n")
-    dbt(["test", "-s", "assert_always_fails"], data, project_dir=project)
-    recsys(["train", *FAST], data, RECSYS_PROJECT_DIR=str(project))
-
-
 def test_a_feature_added_in_sql_and_yaml_reaches_the_model(tmp_path):
     project = copy_project(tmp_path / "project")
     data = tmp_path / "data"
