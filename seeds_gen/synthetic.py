@@ -5,7 +5,9 @@ category move the click rate, and age band x category interact. Item exposure
 is Zipf-like, user activity heavy-tailed, and users and items keep arriving
 during the period, so cold start exists at the end. The true click probability
 of every impression is kept in ``click_truth`` (with and without the personal
-taste term) so evaluation can report the Bayes-optimal ceiling.
+taste term) so evaluation can report the Bayes-optimal ceiling, and the click
+model's parameters in the ``truth_*`` tables, so that ``seeds_gen.truth`` gives
+the true click probability of any user, item and position (judging rankings).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from seeds_gen.load import Table
+from seeds_gen.truth import truth_tables
 
 START_EPOCH = 1_704_067_200  # 2024-01-01T00:00:00Z
 SECONDS_PER_DAY = 86_400
@@ -33,8 +36,10 @@ DEVICE_PROBS = [0.40, 0.45, 0.15]
 PRICE_BANDS = ["low", "mid", "high", "luxury"]
 PRICE_PROBS = [0.35, 0.35, 0.22, 0.08]
 N_CATEGORIES = 20
+CATEGORY_NAMES = [f"cat_{c:02d}" for c in range(N_CATEGORIES)]
 N_BRANDS = 200
 N_POSITIONS = 10
+POSITION_SLOPE = -0.08  # logit change per position below the first
 
 
 @dataclass(frozen=True)
@@ -53,12 +58,13 @@ class World:
     items: Table
     interactions: Table
     click_truth: Table
+    truth: list[Table]  # the click model's parameters: seeds_gen.truth reads them
     click_rate: float
     test_auc: float
     test_auc_nonpersonal: float
 
     def tables(self) -> list[Table]:
-        return [self.users, self.items, self.interactions, self.click_truth]
+        return [self.users, self.items, self.interactions, self.click_truth, *self.truth]
 
 
 def _arrival_times(rng: np.random.Generator, n: int, late_share: float, days: int) -> np.ndarray:
@@ -180,7 +186,7 @@ def generate(spec: WorldSpec) -> World:
         + tier_effect[tier[uid]]
         + device_effect[device[uid]]
         + age_x_category[age[uid], category[iid]]
-        - 0.08 * (position - 1)
+        + POSITION_SLOPE * (position - 1)
     )
     taste = TASTE_SCALE * np.einsum("ij,ij->i", user_taste[uid], item_trait[iid])
     taste /= np.sqrt(FACTOR_DIM)
@@ -219,7 +225,7 @@ def generate(spec: WorldSpec) -> World:
         {"item_id": int, "category": str, "price_band": str, "brand": str, "created_ts": int},
         {
             "item_id": item_id,
-            "category": np.array([f"cat_{c:02d}" for c in range(N_CATEGORIES)])[category],
+            "category": np.array(CATEGORY_NAMES)[category],
             "price_band": np.array(PRICE_BANDS)[price],
             "brand": np.array([f"brand_{b:03d}" for b in range(N_BRANDS)])[brand],
             "created_ts": created,
@@ -256,11 +262,30 @@ def generate(spec: WorldSpec) -> World:
         },
         pk="interaction_id",
     )
+    truth = truth_tables(
+        user_id=user_id,
+        user_effect=user_bias + tier_effect[tier] + device_effect[device],
+        user_taste=user_taste,
+        age_band=np.array(AGE_BANDS)[age],
+        item_id=item_id,
+        item_effect=(
+            item_bias + category_effect[category] + brand_effect[brand] + price_effect[price]
+        ),
+        item_trait=item_trait,
+        category=items.data["category"],
+        age_x_category=age_x_category,
+        age_levels=AGE_BANDS,
+        category_levels=CATEGORY_NAMES,
+        intercept=intercept,
+        position_slope=POSITION_SLOPE,
+        taste_scale=TASTE_SCALE / np.sqrt(FACTOR_DIM),
+    )
     return World(
         users=users,
         items=items,
         interactions=interactions,
         click_truth=click_truth,
+        truth=truth,
         click_rate=float(clicked.mean()),
         test_auc=_auc(clicked[test], p_click[test]),
         test_auc_nonpersonal=_auc(clicked[test], p_nonpersonal[test]),

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from models_py import checkpoint
+from seeds_gen.truth import TRUTH_TABLES
 from tests.conftest import (
     BIN,
     REPO,
@@ -168,17 +169,20 @@ def test_a_manifest_without_feature_meta_is_refused(built_world, tmp_path):
     assert "must mark exactly one column with meta.role: id" in one_error_line(result)
 
 
-def test_no_dbt_model_reads_the_truth_table(built_world):
+def test_no_dbt_model_reads_the_truth_tables(built_world):
     manifest = json.loads((built_world / "target" / "manifest.json").read_text())
-    truth = "source.recsys.raw.click_truth"
+    names = ("click_truth", *TRUTH_TABLES)
+    assert {f"source.recsys.raw.{name}" for name in names} <= set(manifest["sources"])
     readers = [
         uid
         for uid, node in manifest["nodes"].items()
-        if truth in node.get("depends_on", {}).get("nodes", [])
+        for source in node.get("depends_on", {}).get("nodes", [])
+        if source.startswith("source.recsys.raw.") and source.split(".")[-1] in names
     ]
     assert readers == []
     for sql in (REPO / "dbt_project").rglob("*.sql"):
-        assert "click_truth" not in sql.read_text().lower(), sql
+        text = sql.read_text().lower()
+        assert not [name for name in names if name in text], sql
 
 
 def test_empty_raw_tables_build_and_training_says_why_it_cannot_run(tmp_path):

@@ -6,9 +6,11 @@ import sqlite3
 import sys
 
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from seeds_gen.synthetic import WorldSpec, generate
+from seeds_gen.truth import TRUTH_TABLES, has_truth, load_truth
 from tests.conftest import generate as generate_cli
 from tests.conftest import run_cli
 
@@ -21,7 +23,7 @@ def _table(db, sql):
 def test_same_flags_and_seed_give_identical_tables(tmp_path):
     for name in ("a", "b"):
         generate_cli(tmp_path / name, impressions=5000, users=300, items=100, seed=3)
-    for table in ("users", "items", "interactions", "click_truth"):
+    for table in ("users", "items", "interactions", "click_truth", *TRUTH_TABLES):
         sql = f"select * from {table} order by 1"
         assert _table(tmp_path / "a" / "raw.db", sql) == _table(tmp_path / "b" / "raw.db", sql)
 
@@ -75,6 +77,34 @@ def test_truth_table_aligns_one_to_one_with_interactions(tmp_path):
     n, n_truth, n_joined, n_out_of_range = counts[0]
     assert n == n_truth == n_joined == 6000
     assert n_out_of_range == 0
+
+
+def test_the_stored_click_model_gives_every_logged_probability(tmp_path):
+    """seeds_gen.truth, reading only raw.db's truth_* tables, recomputes the true
+    probability of every logged impression, with and without the taste term."""
+    generate_cli(tmp_path, impressions=6000, users=300, items=100, seed=4)
+    db = tmp_path / "raw.db"
+    rows = np.array(
+        _table(
+            db,
+            """
+            select i.user_id, i.item_id, i.position, t.p_click, t.p_click_nonpersonal
+            from interactions as i inner join click_truth as t using (interaction_id)""",
+        )
+    )
+    assert has_truth(db) and len(rows) == 6000
+    assert len(np.unique(rows[:, 2])) == 10, "every position is exercised"
+    truth = load_truth(db)
+    user, item, position = rows[:, 0].astype(int), rows[:, 1].astype(int), rows[:, 2]
+    np.testing.assert_allclose(truth.p_click(user, item, position), rows[:, 3], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        truth.p_click(user, item, position, personal=False), rows[:, 4], rtol=0, atol=1e-12
+    )
+    # any pair, not only logged ones: one user against every item at position 1
+    everything = truth.p_click(np.full(100, 7), np.arange(1, 101))
+    assert everything.shape == (100,) and ((everything > 0) & (everything < 1)).all()
+    with pytest.raises(KeyError, match="item 101 is not in the world's truth"):
+        truth.p_click(np.array([1]), np.array([101]))
 
 
 def test_personalised_part_matters_on_the_last_tenth_of_time():
