@@ -11,6 +11,7 @@ from typing import Any
 
 from models_py import checkpoint
 from models_py.config import TrainConfig
+from models_py.evaluate import save_figure
 from models_py.metrics import auc
 from models_py.model import pick_device, predict
 from models_py.pipeline import Prepared, prepare, with_inputs
@@ -96,5 +97,5 @@ def _write(run_dir: Path, rows: list[dict[str, Any]]) -> None:
         title=f"Feature ablation (all features: AUC {rows[0]['test_auc']:.4f})",
     )
     fig.tight_layout()
-    fig.savefig(run_dir / "ablation.png", dpi=110)
+    save_figure(fig, run_dir / "ablation.png")
     plt.close(fig)

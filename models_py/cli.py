@@ -336,6 +336,7 @@ def cmd_score(args: argparse.Namespace) -> None:
 
 
 def cmd_rank(args: argparse.Namespace) -> None:
+    from models_py.counterfactual import table as truth_table
     from models_py.ranking import RANKINGS, rank, table
     from models_py.runs import resolve_run
     from models_py.tracking import Tracker
@@ -345,8 +346,22 @@ def cmd_rank(args: argparse.Namespace) -> None:
     tracker = Tracker(not args.no_track, f"{run_dir.name}-rank", "rank")
     tracker.params({"run": run_dir.name, "users": args.users})
     tracker.metrics({name: result[name] for name in RANKINGS})
+    if result["truth"] is not None:
+        tracker.metrics({"truth": result["truth"]})
     tracker.end()
+    print("Logged clicks of the test period (they follow what was shown, not what users prefer):")
     print(table(result))
+    if result["truth"] is None:
+        print(
+            "These reward rankings that copy the past exposure (popularity); what users would "
+            "click if shown other items needs a click model, which only synthetic worlds keep."
+        )
+    else:
+        print(
+            "\nAgainst the truth (what each user would click at position 1; uplift over random "
+            "as a share of the oracle's):"
+        )
+        print(truth_table(result["truth"], result["ks"]))
     print(
         f"{result['users_evaluated']:,} users (of {result['users_eligible']:,} with test "
         f"clicks) x {result['candidates']:,} candidate items, scored at "

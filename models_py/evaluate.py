@@ -190,7 +190,7 @@ def _plots(
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test split")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    _save_figure(fig, run_dir / "roc.png")
+    save_figure(fig, run_dir / "roc.png")
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -206,7 +206,7 @@ def _plots(
     )
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save_figure(fig, run_dir / "calibration.png")
+    save_figure(fig, run_dir / "calibration.png")
     plt.close(fig)
 
     fig, ax1 = plt.subplots(figsize=(6, 4))
@@ -220,11 +220,11 @@ def _plots(
     fig.legend(loc="lower center", ncol=2, fontsize=8)
     ax1.set_title("Learning curve")
     fig.tight_layout()
-    _save_figure(fig, run_dir / "learning_curve.png")
+    save_figure(fig, run_dir / "learning_curve.png")
     plt.close(fig)
 
 
-def _save_figure(fig: Any, path: Path) -> None:
+def save_figure(fig: Any, path: Path) -> None:
     """Atomically, like every run file: a reader never sees half a PNG."""
     with replacing(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

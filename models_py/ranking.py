@@ -30,6 +30,8 @@ import numpy as np
 import pandas as pd
 
 from models_py import checkpoint
+from models_py.counterfactual import TruthTally, top_k
+from models_py.counterfactual import plot as plot_truth
 from models_py.data import time_split
 from models_py.pipeline import load_checked_spec
 from models_py.runs import resolve_run, write_json
@@ -38,8 +40,10 @@ from models_py.store import open_store
 from models_py.warehouse import Warehouse, project_dir
 from recsys_core.errors import UserError
 from recsys_core.paths import data_dir
+from recsys_core.truth import has_truth, load_truth
 
 RANKINGS = ("model", "popularity", "model_x_exposure")
+TRUTH_CURVE_DEPTH = 100  # the true-p-of-top-K curve runs K = 1..100
 
 
 @dataclass
@@ -120,25 +124,20 @@ def recall_ndcg(ranked: list[Any], relevant: set[Any], k: int) -> tuple[float, f
     return sum(hits) / len(relevant), dcg / ideal
 
 
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` highest scores, best first (ties by position)."""
-    k = min(k, len(scores))
-    part = np.argpartition(-scores, k - 1)[:k]
-    return part[np.lexsort((part, -scores[part]))]
-
-
 def evaluate_ranking(
     scorer: Scorer,
     rel: Relevance,
     ks: list[int],
     batch_users: int = 200,
     progress: bool = True,
+    tally: TruthTally | None = None,
 ) -> tuple[dict[str, dict[str, float]], float]:
     """Mean Recall@K and NDCG@K over ``rel.users`` for three rankings: the model's
     click probability, popularity (recent clicks), and the model's expected clicks
     under the current exposure (probability x recent impressions). Logged clicks
     follow what the system chose to show, so the last is the fair reading of a
-    CTR model on logged data; the first is what it adds per impression."""
+    CTR model on logged data; the first is what it adds per impression. With a
+    ``tally`` (synthetic worlds), the same lists are also judged against the truth."""
     items = scorer.items
     candidates = items["item_id"].to_numpy()
     popularity = items["item_recent_clicks"].to_numpy(dtype=np.float64)
@@ -167,13 +166,16 @@ def evaluate_ranking(
         scored += len(pairs)
         for row, user in enumerate(batch.tolist()):
             excluded = [position[i] for i in rel.seen.get(user, ()) if i in position]
-            for name, scores in (
-                ("model", model_scores[row].copy()),
-                ("popularity", popularity.copy()),
-                ("model_x_exposure", model_scores[row] * exposure),
-            ):
+            rankings = {
+                "model": model_scores[row].copy(),
+                "popularity": popularity.copy(),
+                "model_x_exposure": model_scores[row] * exposure,
+            }
+            if tally is not None:
+                tally.add(user, rankings, excluded)
+            for name, scores in rankings.items():
                 scores[excluded] = -np.inf
-                ranked = candidates[_top(scores, depth)].tolist()
+                ranked = candidates[top_k(scores, depth)].tolist()
                 for k in ks:
                     recall, ndcg = recall_ndcg(ranked, rel.relevant[user], k)
                     sums[name][f"recall_at_{k}"] += recall
@@ -225,9 +227,21 @@ def rank(
     if eligible > max_users:
         rng = np.random.default_rng(config.seed)
         rel.users = np.sort(rng.choice(rel.users, size=max_users, replace=False))
-    metrics, rate = evaluate_ranking(scorer, rel, ks, progress=progress)
+    raw = warehouse.raw_path
+    tally = (
+        TruthTally(
+            load_truth(raw),
+            scorer.items["item_id"].to_numpy(),
+            ks,
+            max(TRUTH_CURVE_DEPTH, *ks),
+        )
+        if raw.exists() and has_truth(raw)
+        else None
+    )
+    metrics, rate = evaluate_ranking(scorer, rel, ks, progress=progress, tally=tally)
     result = {
         "as_of_ts": as_of_ts,
+        "ks": ks,
         "candidates": int(len(scorer.items)),
         "users_evaluated": int(len(rel.users)),
         "users_eligible": int(eligible),
@@ -236,7 +250,10 @@ def rank(
         "dbt_as_of_seconds": round(dbt_seconds, 1),
         "pairs_per_second": round(rate),
         **metrics,
+        "truth": tally.result() if tally is not None else None,
     }
+    if tally is not None:
+        plot_truth(tally.curves(), run_dir / "ranking_truth.png")
     write_json(run_dir / "ranking.json", result)
     return result
 

@@ -1,5 +1,6 @@
 """What both halves of the project share, and nothing else: the user-facing error,
-where data lives, atomic file writes, and the command-line error wrapper.
+where data lives, atomic file writes, the command-line error wrapper, and the
+reader of a synthetic world's stored click model (``truth``).
 
 ``seeds_gen`` (raw data) and ``models_py`` (learning) import from here, never
 from each other's internals.

@@ -48,7 +48,7 @@ MODELS_PY_LAYERS = [
     {"registry", "store", "data", "stream", "pipeline"},
     {"model", "checkpoint"},
     {"train", "calibration"},
-    {"baselines", "evaluate", "ablation", "serving", "ranking", "tracking"},
+    {"baselines", "evaluate", "ablation", "serving", "ranking", "counterfactual", "tracking"},
     {"cli", "bench", "quality", "__main__", "__init__"},
 ]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from models_py import checkpoint
-from seeds_gen.truth import TRUTH_TABLES
+from recsys_core.truth import TRUTH_TABLES
 from tests.conftest import (
     BIN,
     REPO,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 
 import numpy as np
@@ -10,6 +11,8 @@ import pandas as pd
 import pytest
 
 from models_py import serving
+from models_py.counterfactual import TRUTH_RANKINGS, TruthTally
+from recsys_core.truth import TRUTH_TABLES, Truth
 from tests.conftest import copy_world, dbt, recsys, use_world
 
 
@@ -154,3 +157,70 @@ def test_rank_scores_the_test_period_from_marts_built_before_it(built_world, tra
     # serving tables and dbt's artifacts are untouched
     pd.testing.assert_frame_equal(serving_before, serving_after)
     assert (target / "run_results.json").read_bytes() == results_before
+
+    # the same lists judged against the world's click model
+    assert "Against the truth" in out
+    truth = result["truth"]
+    assert set(truth) == set(TRUTH_RANKINGS)
+    for name, values in truth.items():
+        for k in (5, 20):
+            assert values[f"true_p_at_{k}"] <= truth["oracle"][f"true_p_at_{k}"] + 1e-12, name
+            assert 1 <= values[f"coverage_at_{k}"] <= result["candidates"]
+        assert -1 <= values["spearman"] <= 1
+    assert truth["oracle"]["uplift_share_at_5"] == 1 and truth["random"]["uplift_share_at_5"] == 0
+    assert truth["oracle"]["spearman"] == pytest.approx(1)
+    assert (world / "runs" / "latest" / "ranking_truth.png").stat().st_size > 0
+
+
+def test_rank_without_a_click_model_says_what_logged_clicks_can_show(
+    built_world, trained_run, tmp_path
+):
+    world = copy_world(built_world, tmp_path / "world", runs=True)
+    raw = world / "raw.db"
+    stamp = raw.stat().st_mtime
+    with sqlite3.connect(raw) as conn:  # as imported data: no truth tables
+        for name in TRUTH_TABLES:
+            conn.execute(f"drop table {name}")
+    os.utime(raw, (stamp, stamp))  # the same raw data, so the features stay fresh
+    out = recsys(["rank", "--users", "20", "--quiet", "--no-track"], world).stdout
+    assert "reward rankings that copy the past exposure" in out
+    assert "Against the truth" not in out
+    result = json.loads(((world / "runs" / "latest") / "ranking.json").read_text())
+    assert result["truth"] is None and result["model"]["recall_at_10"] >= 0
+
+
+def test_truth_tally_scores_lists_by_the_true_probability():
+    """Two users, four items: each ranking's top-K mean true p, the uplift share
+    against the expected random value, coverage, and the rank correlation."""
+    p = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]])
+    truth = Truth(  # the taste term alone carries the logit: user row . item one-hot
+        user_ids=np.array([1, 2]),
+        user_effect=np.zeros(2),
+        user_age=np.zeros(2, dtype=int),
+        user_taste=np.log(p / (1 - p)),
+        item_ids=np.array([10, 20, 30, 40]),
+        item_effect=np.zeros(4),
+        item_category=np.zeros(4, dtype=int),
+        item_trait=np.eye(4),
+        age_x_category=np.zeros((1, 1)),
+        intercept=0.0,
+        position_slope=0.0,
+        taste_scale=1.0,
+    )
+    candidates = np.array([10, 20, 30, 40])
+    tally = TruthTally(truth, candidates, ks=[1, 2], depth=4)
+    tally.add(1, {n: np.array([4.0, 3, 2, 1]) for n in TRUTH_RANKINGS[:3]}, excluded=[])
+    tally.add(2, {n: np.array([4.0, 3, 2, 1]) for n in TRUTH_RANKINGS[:3]}, excluded=[1])
+    result = tally.result()
+    # user 1 gets items 10, 20 (worst first); user 2 gets 10, 30 (20 excluded)
+    assert result["model"]["true_p_at_1"] == pytest.approx((p[0, 0] + p[1, 0]) / 2)
+    assert result["model"]["true_p_at_2"] == pytest.approx(
+        ((p[0, 0] + p[0, 1]) / 2 + (p[1, 0] + p[1, 2]) / 2) / 2
+    )
+    assert result["oracle"]["true_p_at_1"] == pytest.approx((p[0, 3] + p[1, 0]) / 2)
+    random = (p[0].mean() + p[1, [0, 2, 3]].mean()) / 2
+    assert result["random"]["true_p_at_1"] == pytest.approx(random)
+    share = (result["model"]["true_p_at_1"] - random) / (result["oracle"]["true_p_at_1"] - random)
+    assert result["model"]["uplift_share_at_1"] == pytest.approx(share)
+    assert result["model"]["coverage_at_2"] == 3  # 10, 20, 30
+    assert result["model"]["spearman"] == pytest.approx((-1 + 1) / 2)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from recsys_core.truth import TRUTH_TABLES, has_truth, load_truth
 from seeds_gen.synthetic import WorldSpec, generate
-from seeds_gen.truth import TRUTH_TABLES, has_truth, load_truth
 from tests.conftest import generate as generate_cli
 from tests.conftest import run_cli
 
