@@ -47,8 +47,10 @@ class Scorer:
     items: pd.DataFrame
     user_categories: pd.DataFrame
 
-    def score(self, pairs: pd.DataFrame) -> np.ndarray:
-        """Click probability for each (user_id, item_id) row of ``pairs``."""
+    def features(self, pairs: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The model's input columns for each (user_id, item_id) row of ``pairs``, as
+        the training mart would hold them for an impression at the marts' moment.
+        An unknown user or item gets missing values (the model's unseen slot)."""
         user_col = self.spec.entity_column("user") or "user_id"
         item_col = self.spec.entity_column("item") or "item_id"
         frame = pairs.rename(columns={"user_id": user_col, "item_id": item_col})
@@ -59,13 +61,14 @@ class Scorer:
         columns: dict[str, np.ndarray] = {}
         for feature in self.spec.features:
             if feature.serving_value is not None:
-                values = np.full(len(frame), feature.serving_value, dtype=object)
-            elif feature.name in frame.columns:
-                values = frame[feature.name].to_numpy(dtype=object)
-            else:
-                values = np.full(len(frame), None, dtype=object)  # unseen / missing
-            columns[feature.name] = values
-        encoded = encode(columns, self.spec, self.encoders)
+                columns[feature.name] = np.full(len(frame), feature.serving_value, dtype=object)
+            else:  # load_scorer checked that a mart serves it
+                columns[feature.name] = frame[feature.name].to_numpy(dtype=object)
+        return columns
+
+    def score(self, pairs: pd.DataFrame) -> np.ndarray:
+        """Click probability for each (user_id, item_id) row of ``pairs``."""
+        encoded = encode(self.features(pairs), self.spec, self.encoders)
         return predict(self.model, encoded, torch.device("cpu")).astype(np.float64)
 
 
@@ -104,6 +107,7 @@ def load_scorer(
     users, items, user_categories = tables
     users = users.drop(columns=["as_of_ts"], errors="ignore")
     items = items.drop(columns=["as_of_ts"], errors="ignore")
+    _check_servable(spec, [users, items, user_categories])
     return Scorer(
         run_dir,
         run_dir.name,
@@ -116,6 +120,20 @@ def load_scorer(
         items,
         user_categories,
     )
+
+
+def _check_servable(spec: FeatureSpec, marts: list[pd.DataFrame]) -> None:
+    """Refuse a run that was trained on a feature no serving mart provides: scoring
+    it as missing would silently give every pair the unseen value."""
+    served = {column for mart in marts for column in mart.columns}
+    missing = [f.name for f in spec.features if f.serving_value is None and f.name not in served]
+    if missing:
+        raise UserError(
+            f"the run was trained on {', '.join(missing)}, which no serving mart "
+            f"({USER_TABLE}, {ITEM_TABLE}, {USER_CATEGORY_TABLE}) provides: add "
+            f"{'it' if len(missing) == 1 else 'them'} there, or give a context feature "
+            f"a meta.serving_value, then `make features`"
+        )
 
 
 def _clicked_items(warehouse: Warehouse, user_ids: list[Any]) -> pd.DataFrame:

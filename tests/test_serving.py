@@ -12,6 +12,9 @@ import pytest
 
 from models_py import serving
 from models_py.counterfactual import TRUTH_RANKINGS, TruthTally
+from models_py.ranking import build_as_of_marts
+from models_py.serving import AS_OF_SUFFIX
+from models_py.warehouse import load_warehouse
 from recsys_core.truth import TRUTH_TABLES, Truth
 from tests.conftest import copy_world, dbt, recsys, use_world
 
@@ -224,3 +227,59 @@ def test_truth_tally_scores_lists_by_the_true_probability():
     assert result["model"]["uplift_share_at_1"] == pytest.approx(share)
     assert result["model"]["coverage_at_2"] == 3  # 10, 20, 30
     assert result["model"]["spearman"] == pytest.approx((-1 + 1) / 2)
+
+
+@pytest.mark.parametrize("target", ["sqlite", "duckdb"])
+def test_serving_computes_the_training_features_at_the_same_moment(
+    built_world, trained_run, tmp_path, monkeypatch, target
+):
+    """Serving equals training, value for value. Hypothetical impressions of many
+    (user, item) pairs are logged at one moment T; dbt builds their training rows
+    with the window SQL, and the serving marts as of T; the features a scorer
+    assembles for those pairs must equal the training rows."""
+    world = copy_world(built_world, tmp_path / "world", runs=True)
+    raw = world / "raw.db"
+    with sqlite3.connect(raw) as conn:
+        times = np.sort([r[0] for r in conn.execute("select event_ts from interactions")])
+        moment = int(times[len(times) * 2 // 3])
+        users = conn.execute("select user_id from users where signup_ts < ?", (moment,))
+        items = conn.execute("select item_id from items where created_ts < ?", (moment,))
+        rng = np.random.default_rng(0)
+        pairs = pd.DataFrame(
+            {
+                "user_id": rng.choice([r[0] for r in users], 300),
+                "item_id": rng.choice([r[0] for r in items], 300),
+            }
+        ).drop_duplicates()
+        first_id = conn.execute("select max(interaction_id) + 1 from interactions").fetchone()[0]
+        ids = np.arange(first_id, first_id + len(pairs))
+        rows = zip(ids.tolist(), pairs.user_id.tolist(), pairs.item_id.tolist(), strict=True)
+        conn.executemany(
+            "insert into interactions values (?, ?, ?, ?, 0, 1)",
+            [(*row, moment) for row in rows],
+        )
+    dbt(["run"], world, target=target)  # the tests ran on this world already
+    use_world(monkeypatch, world)
+    warehouse = load_warehouse(target)
+    build_as_of_marts(warehouse, moment)
+    scorer = serving.load_scorer(world / "runs" / trained_run.name, target, suffix=AS_OF_SUFFIX)
+    served = scorer.features(pairs)
+
+    conn = warehouse.connect()
+    try:
+        table = warehouse.qualified("fct_impression_features")
+        sql = f"select * from {table} where interaction_id >= {first_id}"
+        trained = conn.execute(sql).df() if target == "duckdb" else pd.read_sql(sql, conn)
+    finally:
+        conn.close()
+    trained = trained.set_index("interaction_id").loc[ids]
+    compared = [f for f in scorer.spec.features if f.serving_value is None]
+    assert len(compared) >= 15 and any(f.type == "categorical" for f in compared)
+    for feature in compared:
+        want, got = trained[feature.name].to_numpy(dtype=object), served[feature.name]
+        if feature.type == "numeric":
+            np.testing.assert_allclose(
+                got.astype(float), want.astype(float), rtol=1e-9, atol=1e-12, err_msg=feature.name
+            )
+        else:
+            assert [str(v) for v in got] == [str(v) for v in want], feature.name

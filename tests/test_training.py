@@ -221,6 +221,13 @@ def test_a_feature_added_in_sql_and_yaml_reaches_the_model(tmp_path):
     assert {"name": "hour_of_day", "group": "context_time"}.items() <= next(
         f for f in spec["features"] if f["name"] == "hour_of_day"
     ).items()
+    # ...but no serving mart computes it: serving refuses rather than score it as missing
+    refused = recsys(
+        ["recommend", "--user", "1"], data, check=False, RECSYS_PROJECT_DIR=str(project)
+    )
+    assert one_error_line(refused).startswith(
+        "error: the run was trained on hour_of_day, which no serving mart"
+    )
 
     # ...and ablation finds the analyst's new group with no Python change.
     recsys(
