@@ -18,6 +18,7 @@ from recsys_core.errors import UserError
 
 INTERACTIONS = ("none", "dot", "fm")
 WIDE = ("off", "linear", "crosses")
+WIDE_SOLVERS = ("lbfgs", "adam")
 
 
 @dataclass
@@ -36,14 +37,17 @@ class TrainConfig:
     # the wide path beside the MLP: off | linear (a weight per value and numeric) |
     # crosses (linear plus a weight per pair of values of two attribute columns)
     wide: str = "crosses"
+    # lbfgs: fit the wide path first as an L2 logistic regression (models_py.wide_fit),
+    # then train the rest on top; adam: train it with the rest (also when streaming)
+    wide_solver: str = "lbfgs"
     deep_ids: bool = False  # feed user and item id embeddings to the MLP as well
     # optimisation
     batch_size: int = 0  # 0 = auto: a power of two giving about 200 steps an epoch, 256-4096
     lr: float = 2e-3
     embedding_lr: float = 1e-2
     embedding_weight_decay: float = 0.0  # decoupled; dense tables only (SparseAdam has none)
-    wide_lr: float = 2e-3
-    # decoupled decay of the wide weights: values seen rarely shrink toward 0
+    wide_lr: float = 2e-3  # wide_solver adam only
+    # decoupled decay of the wide weights (wide_solver adam): rare values shrink toward 0
     wide_weight_decay: float = 1.0
     weight_decay: float = 1e-5
     epochs: int = 10  # at most: early stopping on validation AUC ends training sooner
@@ -89,6 +93,10 @@ class TrainConfig:
         _check(
             self.wide in WIDE,
             f"wide must be one of {', '.join(WIDE)}, got {self.wide!r}",
+        )
+        _check(
+            self.wide_solver in WIDE_SOLVERS,
+            f"wide_solver must be one of {', '.join(WIDE_SOLVERS)}, got {self.wide_solver!r}",
         )
         _check(self.batch_size >= 0, f"batch_size must be >= 0 (0 = auto), got {self.batch_size}")
         _check(

@@ -155,6 +155,8 @@ def evaluate(
         "samples_per_s": state.samples_seen / state.train_seconds if state.train_seconds else 0,
         "best_step": state.best_step,
         "best_val_auc": state.best_auc,
+        "wide_l2": state.wide_l2,
+        "wide_fit_seconds": state.wide_fit_seconds,
         "steps": state.step,
         "stopped_early": state.stopped_early,
         "rows": int(len(data.train_rows)),
@@ -279,6 +281,11 @@ def terminal_table(result: dict[str, Any]) -> str:
     lines.append(
         f"train: {train['seconds']:.1f}s, {train['samples_per_s']:,.0f} samples/s, "
         f"best step {train['best_step']:,} of {train['steps']:,}"
+        + (
+            f"; wide path fitted first: {train['wide_fit_seconds']:.1f}s, L2 {train['wide_l2']:g}"
+            if train.get("wide_l2")
+            else ""
+        )
     )
     return "\n".join(lines)
 
@@ -315,7 +322,13 @@ def report(result: dict[str, Any], config: TrainConfig) -> str:
         "",
         f"{train['rows']:,} training rows, {train['steps']:,} steps, best at step "
         f"{train['best_step']:,} (validation AUC {_fmt(train['best_val_auc'])}), "
-        f"{train['seconds']:.1f}s, {train['samples_per_s']:,.0f} samples/s.",
+        f"{train['seconds']:.1f}s, {train['samples_per_s']:,.0f} samples/s"
+        + (
+            f"; the wide path was fitted first (L2 {train['wide_l2']:g}, "
+            f"{train['wide_fit_seconds']:.1f}s)."
+            if train.get("wide_l2")
+            else "."
+        ),
         "",
         "Features: " + ", ".join(result["features"]),
         "",

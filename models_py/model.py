@@ -118,11 +118,22 @@ class CTRModel(nn.Module):
         return logit
 
     def _wide(self, categorical: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        if len(self.cross_left):
-            cells = categorical[:, self.cross_left] * self.cross_width
-            cells = cells + categorical[:, self.cross_right] + self.cross_offsets
-            index = torch.cat([index, cells], dim=1)
-        return _lookup(self.first_order, index).sum((1, 2))
+        return _lookup(self.first_order, self.wide_index(categorical, index)).sum((1, 2))
+
+    def wide_index(self, categorical: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Rows of ``first_order`` that each row's wide logit sums: one per field
+        value (``index``, already offset), then one per cross cell."""
+        if not len(self.cross_left):
+            return index
+        cells = categorical[:, self.cross_left] * self.cross_width
+        cells = cells + categorical[:, self.cross_right] + self.cross_offsets
+        return torch.cat([index, cells], dim=1)
+
+    def freeze_wide(self) -> None:
+        """Keep the wide weights as fitted (models_py.wide_fit): no optimiser moves them."""
+        if self.wide:
+            self.first_order.weight.requires_grad_(False)
+            self.numeric_linear.weight.requires_grad_(False)
 
     def probability(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         """Calibrated click probability (what evaluation and serving use)."""
@@ -137,12 +148,13 @@ class CTRModel(nn.Module):
             self.mlp[-1].bias.fill_(math.log(rate / (1 - rate)))
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters by optimiser: the embedding table, the wide weights, the rest."""
+        """Parameters by optimiser: the embedding table, the wide weights (unless
+        frozen), the rest that trains."""
         groups: dict[str, list[nn.Parameter]] = {"embedding": [self.embedding.weight]}
-        if self.wide:
+        if self.wide and self.first_order.weight.requires_grad:
             groups["wide"] = [self.first_order.weight]
         taken = {id(p) for ps in groups.values() for p in ps}
-        groups["dense"] = [p for p in self.parameters() if id(p) not in taken]
+        groups["dense"] = [p for p in self.parameters() if id(p) not in taken and p.requires_grad]
         return groups
 
 

@@ -1,7 +1,8 @@
-"""One readable training loop: batches sliced from tensors, BCE with logits,
-AdamW for dense weights and SparseAdam for the embedding table, evaluation on
-validation several times per epoch, early stopping on validation AUC, and a
-checkpoint after every evaluation that carries everything needed to resume."""
+"""One readable training loop: the wide path fitted first (models_py.wide_fit),
+then batches sliced from tensors, BCE with logits, AdamW for dense weights and
+SparseAdam for the embedding table, evaluation on validation several times per
+epoch, early stopping on validation AUC, and a checkpoint after every
+evaluation that carries everything needed to resume."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from models_py.distributed import Dist, broadcast
 from models_py.model import CTRModel, build_model, pick_device, predict
 from models_py.pipeline import Prepared
 from models_py.stream import Batch, StreamedBatches
+from models_py.wide_fit import WideFit, fit_wide
 from recsys_core.errors import UserError
 
 
@@ -38,6 +40,8 @@ class TrainState:
     samples_seen: int = 0
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
+    wide_l2: float = 0.0  # the L2 strength models_py.wide_fit chose (0: not fitted so)
+    wide_fit_seconds: float = 0.0
 
 
 class TensorBatches:
@@ -107,11 +111,18 @@ def train(
     seed_everything(config.seed)
     device = _device(config, dist)
     model = build_model(data.spec, data.encoders, config, dist.sparse_embeddings).to(device)
+    fit = None
     if resume_from is None:
         model.start_at_rate(float(data.train_label_rate))
+        if fits_wide_first(config, data):
+            fit = _fit_wide(model, data, device, dist, progress)
+    if fits_wide_first(config, data):
+        model.freeze_wide()
     net = _parallel(model, device, dist)
     optimizers = make_optimizers(model, config)
     state = TrainState() if resume_from is None else _resume(model, optimizers, resume_from)
+    if fit is not None:
+        state.wide_l2, state.wide_fit_seconds = fit.l2, fit.seconds
 
     source = _batch_source(data, config, device)
     steps_per_epoch = max(1, math.ceil(len(source) / config.batch_size))
@@ -157,6 +168,30 @@ def train(
         started = time.perf_counter()
     bar.close()
     return model, state
+
+
+def fits_wide_first(config: TrainConfig, data: Prepared) -> bool:
+    """The wide path is fitted by L-BFGS before the loop when asked and the training
+    rows are in memory (a streamed split falls back to Adam with the rest)."""
+    return config.wide != "off" and config.wide_solver == "lbfgs" and data.train is not None
+
+
+def _fit_wide(
+    model: CTRModel, data: Prepared, device: torch.device, dist: Dist, progress: bool
+) -> WideFit:
+    """Rank 0 fits; under torchrun every rank then takes rank 0's weights."""
+    assert data.train is not None
+    fit = None
+    if dist.is_main:
+        fit = fit_wide(model, data.train.to(device), data.validation.to(device), log=progress)
+    if dist.enabled:
+        from torch import distributed
+
+        for param in (model.first_order.weight, model.numeric_linear.weight, model.mlp[-1].bias):
+            distributed.broadcast(param.data, src=0)
+    with torch.no_grad():  # the MLP starts at zero output: the model starts at the fit
+        model.mlp[-1].weight.zero_()
+    return broadcast(dist, fit)
 
 
 def _device(config: TrainConfig, dist: Dist) -> torch.device:

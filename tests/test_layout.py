@@ -47,7 +47,7 @@ MODELS_PY_LAYERS = [
     {"config", "metrics", "runs", "distributed", "warehouse"},
     {"registry", "store", "data", "stream", "pipeline"},
     {"model", "checkpoint"},
-    {"train", "calibration"},
+    {"wide_fit", "train", "calibration"},
     {"baselines", "evaluate", "ablation", "serving", "ranking", "counterfactual", "tracking"},
     {"cli", "bench", "quality", "__main__", "__init__"},
 ]
