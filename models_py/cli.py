@@ -26,6 +26,7 @@ _FLAG_HELP = {
     "drop_groups": "leave out a feature group (meta.group in the dbt YAML); repeat for several",
     "interaction": "none | dot | fm",
     "wide": "crosses | linear | off",
+    "wide_solver": "lbfgs (fit the wide path first) | adam (train it with the rest)",
     "device": "auto | cpu | cuda",
     "streaming": "auto | on | off: stream the training split from disk",
     "batch_size": "0 = automatic (about 200 steps an epoch)",
