@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from models_py import checkpoint, runs
-from models_py.evaluate import _save_figure
+from models_py.evaluate import save_figure
 from recsys_core import atomic
 from seeds_gen.load import Table, write_tables_atomically
 
@@ -29,7 +29,7 @@ WRITERS = {
     "run json": lambda path: runs.write_json(path, {"auc": 0.7}),
     "run text": lambda path: runs.write_text(path, "# report\n"),
     "checkpoint": lambda path: checkpoint.save({"model": {}, "config": {}}, path),
-    "plot": lambda path: _save_figure(_figure(), path),
+    "plot": lambda path: save_figure(_figure(), path),
     "raw.db": lambda path: write_tables_atomically(
         path, [Table("users", {"user_id": int}, {"user_id": [1, 2]})]
     ),
