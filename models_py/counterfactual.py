@@ -2,7 +2,7 @@
 
 Logged clicks follow what the system chose to show, so Recall@K on them rewards
 popularity (see ranking.py). A synthetic world stores its click model
-(``seeds_gen.truth``), which gives the true click probability of every candidate
+(``recsys_core.truth`` reads it back), which gives the true click probability of every candidate
 for every user; each ranking's top-K can then be judged by the clicks it would
 earn. Per ranking and K:
 

@@ -111,12 +111,13 @@ def train(
     seed_everything(config.seed)
     device = _device(config, dist)
     model = build_model(data.spec, data.encoders, config, dist.sparse_embeddings).to(device)
+    wide_first = fits_wide_first(config, data)
     fit = None
     if resume_from is None:
         model.start_at_rate(float(data.train_label_rate))
-        if fits_wide_first(config, data):
-            fit = _fit_wide(model, data, device, dist, progress)
-    if fits_wide_first(config, data):
+        if wide_first:
+            fit = _fit_wide(model, data, dist, progress)
+    if wide_first:
         model.freeze_wide()
     net = _parallel(model, device, dist)
     optimizers = make_optimizers(model, config)
@@ -176,14 +177,13 @@ def fits_wide_first(config: TrainConfig, data: Prepared) -> bool:
     return config.wide != "off" and config.wide_solver == "lbfgs" and data.train is not None
 
 
-def _fit_wide(
-    model: CTRModel, data: Prepared, device: torch.device, dist: Dist, progress: bool
-) -> WideFit:
-    """Rank 0 fits; under torchrun every rank then takes rank 0's weights."""
+def _fit_wide(model: CTRModel, data: Prepared, dist: Dist, progress: bool) -> WideFit:
+    """Rank 0 fits (on the CPU, where SciPy works); under torchrun every rank then
+    takes rank 0's weights."""
     assert data.train is not None
     fit = None
     if dist.is_main:
-        fit = fit_wide(model, data.train.to(device), data.validation.to(device), log=progress)
+        fit = fit_wide(model, data.train, data.validation, log=progress)
     if dist.enabled:
         from torch import distributed
 

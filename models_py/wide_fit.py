@@ -106,8 +106,7 @@ def fit_wide(
             model.mlp[-1].bias.detach().cpu().numpy(),
         ]
     ).astype(np.float64)
-    best: WideFit | None = None
-    best_theta = theta
+    best_l2, best_auc, best_theta = 0.0, -np.inf, theta
     evaluations = 0
     for l2 in path or l2_path(len(fit_rows.label)):
         result = optimize.minimize(
@@ -122,16 +121,13 @@ def fit_wide(
         auc = metrics.auc(check_rows.label, check_rows.logit(theta))
         if log:
             print(f"wide path, L2 {l2:g}: validation AUC {auc:.4f} ({result.nfev} evaluations)")
-        if best is None or auc > best.validation_auc:
-            best, best_theta = WideFit(l2, auc, 0, 0.0), theta
-        elif auc < best.validation_auc:
+        if auc > best_auc:
+            best_l2, best_auc, best_theta = l2, auc, theta
+        elif auc < best_auc:
             break  # weaker L2 from here on only overfits more
-    assert best is not None
     w, v, b = fit_rows.split(best_theta)
     with torch.no_grad():
         model.first_order.weight.copy_(torch.from_numpy(w).view_as(model.first_order.weight))
         model.numeric_linear.weight.copy_(torch.from_numpy(v).view_as(model.numeric_linear.weight))
         model.mlp[-1].bias.fill_(b)
-    best.evaluations = evaluations
-    best.seconds = time.perf_counter() - started
-    return best
+    return WideFit(best_l2, best_auc, evaluations, time.perf_counter() - started)

@@ -17,6 +17,7 @@ ranking judge in ``models_py``.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,14 +78,14 @@ class Truth:
 
 def has_truth(raw_path: Path) -> bool:
     """Whether ``raw_path`` holds a click model (synthetic worlds do; imported data not)."""
-    with sqlite3.connect(f"file:{raw_path}?mode=ro", uri=True) as conn:
+    with contextlib.closing(_read_only(raw_path)) as conn:
         names = {r[0] for r in conn.execute("select name from sqlite_master where type = 'table'")}
     return set(TRUTH_TABLES) <= names
 
 
 def load_truth(raw_path: Path) -> Truth:
     """Read the click model back from ``raw_path`` (see ``has_truth``)."""
-    with sqlite3.connect(f"file:{raw_path}?mode=ro", uri=True) as conn:
+    with contextlib.closing(_read_only(raw_path)) as conn:
         users = _table(conn, "truth_users", "user_id")
         items = _table(conn, "truth_items", "item_id")
         cells = conn.execute("select age_band, category, effect from truth_age_category").fetchall()
@@ -108,6 +109,10 @@ def load_truth(raw_path: Path) -> Truth:
         position_slope=float(constants["position_slope"]),
         taste_scale=float(constants["taste_scale"]),
     )
+
+
+def _read_only(raw_path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{raw_path}?mode=ro", uri=True)
 
 
 def _table(conn: sqlite3.Connection, name: str, key: str) -> dict[str, np.ndarray]:
