@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,8 +168,12 @@ def _build(warehouse: Warehouse, spec: FeatureSpec, folder: Path) -> None:
 
 
 def _chunks(warehouse: Warehouse, spec: FeatureSpec, names: list[str]) -> Iterator[dict]:
-    """The table in id order, one dict of column arrays per chunk. One canonical
-    order makes splits, batches and results the same whichever engine built it."""
+    """The table in id order, one dict of column values per chunk. One canonical
+    order makes splits, batches and results the same whichever engine built it.
+
+    Each engine hands over columns its own fastest way: DuckDB as typed pandas
+    columns, SQLite as rows turned into columns by one ``zip`` (Python objects are
+    unavoidable through the sqlite3 module; a loop per column is not)."""
     select = ", ".join(quote_identifier(n) for n in names)
     sql = (
         f"select {select} from {warehouse.qualified(spec.table)} "
@@ -180,10 +184,10 @@ def _chunks(warehouse: Warehouse, spec: FeatureSpec, names: list[str]) -> Iterat
         cursor = conn.execute(sql)
         if warehouse.kind == "duckdb":
             while len(frame := cursor.fetch_df_chunk(READ_CHUNK_ROWS // 2048 + 1)):
-                yield {n: frame[n].to_numpy(dtype=object) for n in names}
+                yield {n: frame[n] for n in names}
             return
         while rows := cursor.fetchmany(READ_CHUNK_ROWS):
-            yield {n: np.array([r[i] for r in rows], dtype=object) for i, n in enumerate(names)}
+            yield dict(zip(names, zip(*rows, strict=True), strict=True))
     finally:
         conn.close()
 
@@ -195,10 +199,14 @@ def _normal_value(value: Any) -> Any:
     return str(value)
 
 
-def _encode_codes(values: np.ndarray, dictionary: dict[Any, int]) -> np.ndarray:
+def _encode_codes(values: Sequence[Any] | pd.Series, dictionary: dict[Any, int]) -> np.ndarray:
     """Global int32 codes for a chunk (-1 for NULL), growing ``dictionary`` as new
-    values appear. Only the chunk's distinct values go through Python."""
-    local, uniques = pd.factorize(pd.Series(values, dtype=object), use_na_sentinel=True)
+    values appear. Only the chunk's distinct values go through Python. A typed
+    column is factorised as it is; Python values stay objects (as floats, large
+    integer ids would lose digits)."""
+    if not isinstance(values, pd.Series):
+        values = pd.Series(values, dtype=object)
+    local, uniques = pd.factorize(values, use_na_sentinel=True)
     mapping = np.empty(len(uniques) + 1, dtype=np.int32)
     mapping[-1] = -1  # local -1 (NULL) indexes the last slot
     for i, value in enumerate(uniques.tolist()):
@@ -210,9 +218,12 @@ def _encode_codes(values: np.ndarray, dictionary: dict[Any, int]) -> np.ndarray:
     return mapping[local]
 
 
-def _as_float(values: np.ndarray, name: str) -> np.ndarray:
+def _as_float(values: Sequence[Any] | pd.Series, name: str) -> np.ndarray:
+    """float64, NULL as NaN; numbers stored as text are parsed, other text refused."""
     try:
-        return np.asarray(pd.to_numeric(pd.Series(values), errors="raise"), dtype=np.float64)
+        if isinstance(values, pd.Series):
+            return values.to_numpy(dtype=np.float64, na_value=np.nan)
+        return np.asarray(values, dtype=np.float64)  # None -> NaN
     except (ValueError, TypeError):
         raise UserError(
             f"feature column {name!r} holds non-numeric values but the dbt YAML "
