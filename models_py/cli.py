@@ -153,6 +153,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     from models_py.calibration import calibrate
     from models_py.evaluate import evaluate, terminal_table
     from models_py.pipeline import check_same_build, prepare
+    from models_py.registry import build_vars
     from models_py.runs import new_run_dir, point_latest, write_json
     from models_py.tracking import Tracker
     from models_py.train import train
@@ -200,6 +201,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                 "config": config.to_dict(),
                 "features": data.spec.to_dict(),
                 "feature_build": data.build_id,
+                "feature_vars": build_vars(data.warehouse, data.spec.table, data.build_id),
             },
         )
         print(

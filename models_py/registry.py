@@ -296,3 +296,20 @@ def _latest_build(conn: Any, warehouse: Warehouse, table: str) -> tuple[str, int
         [table],
     ).fetchone()
     return (row[0], int(row[1])) if row else None
+
+
+def build_vars(warehouse: Warehouse, table: str, build_id: str) -> dict[str, Any] | None:
+    """The dbt vars that build ``build_id`` of ``table`` computed its features with,
+    as its post-hook logged them; None for a build logged before they were."""
+    conn = warehouse.connect()
+    try:
+        if "vars_json" not in (_table_columns(conn, warehouse, "feature_builds") or []):
+            return None
+        row = conn.execute(
+            f"select vars_json from {warehouse.qualified('feature_builds')} "
+            f"where relation_name = ? and invocation_id = ?",
+            [table, build_id],
+        ).fetchone()
+    finally:
+        conn.close()
+    return json.loads(row[0]) if row and row[0] else None

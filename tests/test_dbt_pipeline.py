@@ -219,12 +219,18 @@ def test_a_load_rejected_above_the_limit_stops_the_build_and_training(tmp_path):
         "fix it and run `make features` before training\n"
     )
 
+    with sqlite3.connect(tmp_path / "warehouse.db") as conn:  # a log from before vars_json
+        conn.execute("alter table feature_builds drop column vars_json")
     relaxed = dbt(["build", "--vars", "{max_rejected_share: 0.05}"], tmp_path, check=False)
     assert relaxed.returncode == 0, relaxed.stdout[-2000:]
     rebuilt = _query(tmp_path / "warehouse.db", "select count(*) as n from fct_impression_features")
     assert rebuilt.n[0] == 3000
     # the failed node ran again and passed: its latest verdict unlocks training
     recsys(["train", "--epochs", "1", "--batch-size", "512", "--no-baselines", "--quiet"], tmp_path)
+    # and the run says which vars its features were computed with
+    run_config = json.loads((tmp_path / "runs" / "latest" / "config.json").read_text())
+    assert run_config["feature_vars"]["max_rejected_share"] == 0.05
+    assert run_config["feature_vars"]["ctr_smoothing_m"] == 20
 
 
 def test_times_in_milliseconds_fail_the_build(tmp_path):

@@ -17,21 +17,43 @@
 
 {#- The build log: one row per successful build of a feature mart, written by
     its post-hook. models_py reads it to tell which build a table is (cache
-    key) and whether raw data changed after it (staleness). -#}
+    key), whether raw data changed after it (staleness), and with which vars the
+    features were computed (a run's config.json records them). A log created
+    before vars_json existed gets the column added. -#}
 {% macro create_feature_build_log() %}
     create table if not exists {{ target.schema }}.feature_builds (
         relation_name {{ dbt.type_string() }},
         invocation_id {{ dbt.type_string() }},
-        built_at_ms bigint
+        built_at_ms bigint,
+        vars_json {{ dbt.type_string() }}
     )
+    {%- if execute %}
+        {%- set log = adapter.get_relation(database=target.database, schema=target.schema, identifier='feature_builds') %}
+        {%- if log is not none and 'vars_json' not in adapter.get_columns_in_relation(log) | map(attribute='name') | map('lower') | list %}
+            {%- do alter_relation_add_remove_columns(log, [api.Column('vars_json', dbt.type_string())], none) %}
+        {%- endif %}
+    {%- endif %}
+{% endmacro %}
+
+{#- The vars that decide feature values, as one JSON object. -#}
+{% macro feature_vars_json() %}
+    {%- set values = {} -%}
+    {%- for name in ['dataset', 'ctr_smoothing_m', 'ctr_prior', 'coec_prior_clicks',
+                     'item_popularity_window_s', 'max_rejected_share', 'max_future_skew_s',
+                     'min_plausible_ts'] -%}
+        {%- do values.update({name: var(name)}) -%}
+    {%- endfor -%}
+    {{- tojson(values, sort_keys=true) -}}
 {% endmacro %}
 
 {% macro record_feature_build() %}
-    insert into {{ target.schema }}.feature_builds (relation_name, invocation_id, built_at_ms)
+    insert into {{ target.schema }}.feature_builds
+        (relation_name, invocation_id, built_at_ms, vars_json)
     values (
         '{{ this.identifier }}',
         '{{ invocation_id }}',
-        {{ (run_started_at.timestamp() * 1000) | int }}
+        {{ (run_started_at.timestamp() * 1000) | int }},
+        '{{ feature_vars_json() | replace("'", "''") }}'
     )
 {% endmacro %}
 
