@@ -60,45 +60,63 @@ def _add_training_options(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, **kwargs)
 
 
+def _option(flag: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A parent parser holding one option that several commands share."""
+    parent = argparse.ArgumentParser(add_help=False)
+    parent.add_argument(flag, **kwargs)
+    return parent
+
+
+TARGET = _option("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
+RUN = _option("--run", help="run directory (default: runs/latest)")
+QUIET = _option("--quiet", action="store_true", help="no progress bars")
+NO_TRACK = _option("--no-track", action="store_true", help="do not log to MLflow")
+NO_BASELINES = _option(
+    "--no-baselines",
+    action="store_true",
+    help="skip the logistic regression and LightGBM baselines",
+)
+CONFIG = _option("--config", help="JSON file with TrainConfig keys")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="recsys", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train a model on the feature mart, then evaluate it")
-    train.add_argument("--config", help="JSON file with TrainConfig keys")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from last.pt")
-    train.add_argument(
-        "--no-baselines",
-        action="store_true",
-        help="skip the logistic regression and GBDT baselines",
+    train = sub.add_parser(
+        "train",
+        parents=[CONFIG, NO_BASELINES, QUIET, TARGET, NO_TRACK],
+        help="train a model on the feature mart, then evaluate it",
     )
-    train.add_argument("--quiet", action="store_true", help="no progress bar")
-    train.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
-    train.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue this run from last.pt")
     _add_training_options(train)
 
-    evaluate = sub.add_parser("evaluate", help="recompute a run's test metrics from its checkpoint")
-    evaluate.add_argument("--run", help="run directory (default: runs/latest)")
-    evaluate.add_argument("--no-baselines", action="store_true")
-    evaluate.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
-    evaluate.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-    ablate = sub.add_parser("ablate", help="test AUC with each feature group left out")
-    ablate.add_argument("--config", help="JSON file with TrainConfig keys")
-    ablate.add_argument("--quiet", action="store_true", help="no progress bars")
-    ablate.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
-    ablate.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    sub.add_parser(
+        "evaluate",
+        parents=[RUN, NO_BASELINES, TARGET, NO_TRACK],
+        help="recompute a run's test metrics from its checkpoint",
+    )
+    ablate = sub.add_parser(
+        "ablate",
+        parents=[CONFIG, QUIET, TARGET, NO_TRACK],
+        help="test AUC with each feature group left out",
+    )
     _add_training_options(ablate)
 
-    rec = sub.add_parser("recommend", help="top items for one user from the best checkpoint")
+    rec = sub.add_parser(
+        "recommend", parents=[RUN, TARGET], help="top items for one user from the best checkpoint"
+    )
     rec.add_argument("--user", required=True, help="user id (an integer)")
     rec.add_argument("-k", type=int, default=10, help="how many items (default 10)")
     rec.add_argument(
         "--include-clicked", action="store_true", help="keep items the user already clicked"
     )
-    rec.add_argument("--run", help="run directory (default: runs/latest)")
-    rec.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
 
-    score = sub.add_parser("score", help="write top-K lists for every user to `predictions`")
+    score = sub.add_parser(
+        "score",
+        parents=[RUN, QUIET, TARGET],
+        help="write top-K lists for every user to `predictions`",
+    )
     score.add_argument("-k", type=int, default=10, help="list length per user (default 10)")
     score.add_argument(
         "--candidates",
@@ -106,12 +124,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=200,
         help="most popular recent items scored per user (default 200)",
     )
-    score.add_argument("--run", help="run directory (default: runs/latest)")
-    score.add_argument("--quiet", action="store_true", help="no progress bar")
-    score.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
 
     rank = sub.add_parser(
-        "rank", help="Recall@K and NDCG@K on the test period, beside a popularity ranking"
+        "rank",
+        parents=[RUN, QUIET, TARGET, NO_TRACK],
+        help="Recall@K and NDCG@K on the test period, beside a popularity ranking",
     )
     rank.add_argument(
         "-k",
@@ -127,10 +144,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=1000,
         help="evaluate at most this many users, sampled with the run's seed (default 1000)",
     )
-    rank.add_argument("--run", help="run directory (default: runs/latest)")
-    rank.add_argument("--quiet", action="store_true", help="no progress bar")
-    rank.add_argument("--target", help="dbt target (default: $RECSYS_TARGET or sqlite)")
-    rank.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     return parser
 
 
@@ -312,8 +325,6 @@ def cmd_recommend(args: argparse.Namespace) -> None:
     from models_py.serving import load_scorer, recommend
 
     user_id = _user_id(args.user)
-    if args.k < 1:
-        raise UserError(f"-k must be >= 1, got {args.k}")
     scorer = load_scorer(args.run, args.target)
     top, cold = recommend(scorer, user_id, args.k, args.include_clicked)
     if cold:
@@ -326,8 +337,6 @@ def cmd_recommend(args: argparse.Namespace) -> None:
 def cmd_score(args: argparse.Namespace) -> None:
     from models_py.serving import load_scorer, score_top_k, write_predictions
 
-    if args.k < 1:
-        raise UserError(f"-k must be >= 1, got {args.k}")
     scorer = load_scorer(args.run, args.target)
     rows, rate = score_top_k(scorer, args.k, args.candidates, progress=not args.quiet)
     write_predictions(scorer.warehouse, rows, scorer.run_id)

@@ -67,82 +67,11 @@ class TrainConfig:
     stream_above_rows: int = 3_000_000
 
     def validate(self) -> TrainConfig:
-        _check(
-            len(self.split_fractions) == 3
-            and all(f > 0 for f in self.split_fractions)
-            and abs(sum(self.split_fractions) - 1) < 1e-6,
-            f"split_fractions must be three positive numbers summing to 1, "
-            f"got {list(self.split_fractions)}",
-        )
-        _check(self.min_count >= 1, f"min_count must be >= 1, got {self.min_count}")
-        _check(
-            self.numeric_buckets >= 0 and self.numeric_buckets != 1,
-            f"numeric_buckets must be 0 or >= 2, got {self.numeric_buckets}",
-        )
-        _check(
-            0 < self.negative_rate <= 1,
-            f"negative_rate must be in (0, 1], got {self.negative_rate}",
-        )
-        _check(self.embedding_dim >= 1, f"embedding_dim must be >= 1, got {self.embedding_dim}")
-        _check(all(h >= 1 for h in self.hidden), f"hidden sizes must be >= 1, got {self.hidden}")
-        _check(0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}")
-        _check(
-            self.interaction in INTERACTIONS,
-            f"interaction must be one of {', '.join(INTERACTIONS)}, got {self.interaction!r}",
-        )
-        _check(
-            self.wide in WIDE,
-            f"wide must be one of {', '.join(WIDE)}, got {self.wide!r}",
-        )
-        _check(
-            self.wide_solver in WIDE_SOLVERS,
-            f"wide_solver must be one of {', '.join(WIDE_SOLVERS)}, got {self.wide_solver!r}",
-        )
-        _check(self.batch_size >= 0, f"batch_size must be >= 0 (0 = auto), got {self.batch_size}")
-        _check(
-            self.streaming in ("auto", "on", "off"),
-            f"streaming must be auto, on or off, got {self.streaming!r}",
-        )
-        _check(
-            self.stream_above_rows >= 0,
-            f"stream_above_rows must be >= 0, got {self.stream_above_rows}",
-        )
-        _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        _check(self.embedding_lr > 0, f"embedding_lr must be > 0, got {self.embedding_lr}")
-        _check(self.wide_lr > 0, f"wide_lr must be > 0, got {self.wide_lr}")
-        _check(
-            self.embedding_weight_decay >= 0,
-            f"embedding_weight_decay must be >= 0, got {self.embedding_weight_decay}",
-        )
-        _check(
-            self.wide_weight_decay >= 0,
-            f"wide_weight_decay must be >= 0, got {self.wide_weight_decay}",
-        )
-        _check(
-            self.sparse_above_rows >= 0,
-            f"sparse_above_rows must be >= 0, got {self.sparse_above_rows}",
-        )
-        _check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
-        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        _check(
-            self.evals_per_epoch >= 1, f"evals_per_epoch must be >= 1, got {self.evals_per_epoch}"
-        )
-        _check(self.patience >= 1, f"patience must be >= 1, got {self.patience}")
-        _check(self.max_steps >= 0, f"max_steps must be >= 0, got {self.max_steps}")
-        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        _check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
-        _check(
-            self.device in ("auto", "cpu", "cuda"),
-            f"device must be auto, cpu or cuda, got {self.device!r}",
-        )
-        _check(
-            self.baseline_max_rows >= 0,
-            f"baseline_max_rows must be >= 0, got {self.baseline_max_rows}",
-        )
-        _check(
-            self.lightgbm_max_rows >= 0,
-            f"lightgbm_max_rows must be >= 0, got {self.lightgbm_max_rows}",
-        )
+        """Check every field against its rule in ``RULES`` (one line naming it)."""
+        for name, rule in RULES.items():
+            problem = rule.problem(getattr(self, name))
+            if problem:
+                raise UserError(f"{name} must be {problem}")
         return self
 
     def for_rows(self, rows: int) -> TrainConfig:
@@ -176,6 +105,111 @@ class TrainConfig:
         return TrainConfig.from_dict(merged, source="option")
 
 
+@dataclass(frozen=True)
+class Range:
+    """A number, or each number of a list, from ``low`` up to ``high``."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False  # low itself is refused
+    high_open: bool = False
+    note: str = ""  # what a special value means, e.g. "0 = auto"
+
+    def problem(self, value: Any) -> str | None:
+        values = list(value) if isinstance(value, list | tuple) else [value]
+        low_ok = all(v > self.low if self.low_open else v >= self.low for v in values)
+        high_ok = all(v < self.high if self.high_open else v <= self.high for v in values)
+        if low_ok and high_ok:
+            return None
+        if math.isinf(self.high):
+            bound = f"{'>' if self.low_open else '>='} {self.low:g}"
+        else:
+            bound = (
+                f"in {'(' if self.low_open else '['}{self.low:g}, "
+                f"{self.high:g}{')' if self.high_open else ']'}"
+            )
+        shown = list(value) if isinstance(value, list | tuple) else value
+        return f"{bound}{f' ({self.note})' if self.note else ''}, got {shown}"
+
+
+@dataclass(frozen=True)
+class OneOf:
+    options: tuple[str, ...]
+
+    def problem(self, value: Any) -> str | None:
+        if value in self.options:
+            return None
+        return f"one of {', '.join(self.options)}, got {value!r}"
+
+
+@dataclass(frozen=True)
+class Fractions:
+    """Three positive shares that sum to 1 (train, validation, test)."""
+
+    def problem(self, value: Any) -> str | None:
+        if len(value) == 3 and all(f > 0 for f in value) and abs(sum(value) - 1) < 1e-6:
+            return None
+        return f"three positive numbers summing to 1, got {list(value)}"
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """0 (off) or at least 2: one bucket would say nothing."""
+
+    def problem(self, value: Any) -> str | None:
+        return None if value == 0 or value >= 2 else f"0 or >= 2, got {value}"
+
+
+@dataclass(frozen=True)
+class TypeOnly:
+    """No rule beyond the type (``_coerce``): flags, and group names that are
+    checked against the dbt YAML where they are used."""
+
+    def problem(self, value: Any) -> str | None:
+        return None
+
+
+AT_LEAST_ONE = Range(1)
+NOT_NEGATIVE = Range(0)
+POSITIVE = Range(0, low_open=True)
+
+# The rule of every TrainConfig field, declared once: validate() derives its
+# messages from them, and a test checks that no field is missing.
+RULES: dict[str, Range | OneOf | Fractions | Buckets | TypeOnly] = {
+    "split_fractions": Fractions(),
+    "min_count": AT_LEAST_ONE,
+    "numeric_buckets": Buckets(),
+    "drop_groups": TypeOnly(),
+    "negative_rate": Range(0, 1, low_open=True),
+    "embedding_dim": AT_LEAST_ONE,
+    "hidden": AT_LEAST_ONE,
+    "dropout": Range(0, 1, high_open=True),
+    "interaction": OneOf(INTERACTIONS),
+    "wide": OneOf(WIDE),
+    "wide_solver": OneOf(WIDE_SOLVERS),
+    "deep_ids": TypeOnly(),
+    "batch_size": Range(0, note="0 = auto"),
+    "lr": POSITIVE,
+    "embedding_lr": POSITIVE,
+    "embedding_weight_decay": NOT_NEGATIVE,
+    "wide_lr": POSITIVE,
+    "wide_weight_decay": NOT_NEGATIVE,
+    "weight_decay": NOT_NEGATIVE,
+    "epochs": AT_LEAST_ONE,
+    "evals_per_epoch": AT_LEAST_ONE,
+    "patience": AT_LEAST_ONE,
+    "max_steps": Range(0, note="0 = no limit"),
+    "seed": NOT_NEGATIVE,
+    "threads": AT_LEAST_ONE,
+    "device": OneOf(("auto", "cpu", "cuda")),
+    "baseline_max_rows": Range(0, note="0 = all"),
+    "lightgbm_max_rows": Range(0, note="0 = all"),
+    "sparse_above_rows": NOT_NEGATIVE,
+    "streaming": OneOf(("auto", "on", "off")),
+    "stream_above_rows": NOT_NEGATIVE,
+}
+
+
 STEPS_PER_EPOCH = 200
 MIN_BATCH, MAX_BATCH = 256, 4096
 
@@ -185,11 +219,6 @@ def auto_batch_size(rows: int) -> int:
     enough optimiser steps an epoch, large data keeps large fast batches."""
     size = 2 ** round(math.log2(max(rows / STEPS_PER_EPOCH, 1)))
     return min(max(size, MIN_BATCH), MAX_BATCH)
-
-
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise UserError(message)
 
 
 def _coerce(name: str, value: Any, default: Any, source: str) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -16,11 +17,12 @@ import pytest
 import torch
 
 from models_py import checkpoint
-from models_py.config import TrainConfig
+from models_py.config import RULES, TrainConfig
 from models_py.data import encode_category, time_split
 from models_py.model import build_model
 from models_py.pipeline import prepare
 from models_py.train import train
+from recsys_core.errors import UserError
 from tests.conftest import (
     REPO,
     copy_project,
@@ -260,6 +262,16 @@ def test_permuted_labels_give_chance_auc(tmp_path):
     assert abs(m["test"]["auc"] - 0.5) <= 0.03, m["test"]["auc"]
 
 
+def test_every_config_field_has_one_declared_rule():
+    """validate() checks RULES only: a field added without a rule would go unchecked."""
+    assert list(RULES) == [f.name for f in dataclasses.fields(TrainConfig)]
+    TrainConfig().validate()
+    with pytest.raises(UserError, match=r"^hidden must be >= 1, got \[64, 0\]$"):
+        TrainConfig(hidden=[64, 0]).validate()
+    with pytest.raises(UserError, match=r"^numeric_buckets must be 0 or >= 2, got 1$"):
+        TrainConfig(numeric_buckets=1).validate()
+
+
 def test_time_split_puts_no_later_row_in_an_earlier_split():
     ts = np.array([5, 1, 3, 3, 3, 9, 7, 7, 2, 8, 4, 6])
     split = time_split(ts, (0.5, 0.25, 0.25))
@@ -322,8 +334,6 @@ def test_pickled_code_in_a_checkpoint_is_refused_and_never_runs(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"model": Payload(), "config": {}}, path)
-    from recsys_core.errors import UserError
-
     with pytest.raises(UserError, match="refused"):
         checkpoint.load(path)
     assert not marker.exists()
