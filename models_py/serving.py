@@ -30,6 +30,7 @@ from recsys_core.errors import UserError
 USER_TABLE = "user_features_latest"
 ITEM_TABLE = "item_features_latest"
 USER_CATEGORY_TABLE = "user_category_features_latest"
+CLICKED_TABLE = "user_clicked_items"  # left out of a user's lists
 PREDICTIONS = "predictions"
 AS_OF_SUFFIX = "__as_of"  # the marts as of an earlier moment (models_py.ranking)
 
@@ -141,8 +142,8 @@ def _clicked_items(warehouse: Warehouse, user_ids: list[Any]) -> pd.DataFrame:
     try:
         marks = ", ".join("?" for _ in user_ids)
         sql = (
-            f"select distinct user_id, item_id from {warehouse.qualified('stg_interactions')}"
-            f" where clicked = 1 and user_id in ({marks})"
+            f"select user_id, item_id from {warehouse.qualified(CLICKED_TABLE)}"
+            f" where user_id in ({marks})"
         )
         rows = conn.execute(sql, list(user_ids)).fetchall()
     finally:
