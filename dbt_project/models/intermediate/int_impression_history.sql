@@ -7,6 +7,11 @@
 -- counted. A rows frame would count same-second events that happen to sort
 -- earlier, which leaks their labels. All windows sit in one select so the mart
 -- needs no join on interaction_id (SQLite pays dearly for 1M-row joins).
+--
+-- The global counts have no partition: a range frame ending 1 s before runs on
+-- one thread and took DuckDB 14 s of 15 at 1M rows. Events up to and including
+-- the second (the frame every engine streams cheaply) less the second's own
+-- events give the same counts: DuckDB 15 s -> 6 s, SQLite about 1 s slower.
 with
 
 impressions as (
@@ -62,8 +67,11 @@ history as (
         count(*) over user_category_prior as user_category_prior_impressions,
         coalesce(sum(clicked) over user_category_prior, 0) as user_category_prior_clicks,
 
-        count(*) over global_prior as global_prior_impressions,
-        coalesce(sum(clicked) over global_prior, 0) as global_prior_clicks
+        -- events up to and including this second, less those in this second
+        count(*) over global_through_second - count(*) over global_same_second
+            as global_prior_impressions,
+        sum(clicked) over global_through_second - sum(clicked) over global_same_second
+            as global_prior_clicks
 
     from impressions_with_category
     window
@@ -87,9 +95,12 @@ history as (
             order by event_ts
             range between unbounded preceding and 1 preceding
         ),
-        global_prior as (
+        global_through_second as (
             order by event_ts
-            range between unbounded preceding and 1 preceding
+            range between unbounded preceding and current row
+        ),
+        global_same_second as (
+            partition by event_ts
         )
 
 )
