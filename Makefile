@@ -66,9 +66,18 @@ else
 	@echo "error: unknown DATASET=$(DATASET) (synthetic, movielens or csv)" >&2; exit 2
 endif
 
+# TARGET=spark installs the spark extra (pyspark, Java 17), exports raw.db to
+# Parquet for Spark to read, and builds on local Spark; train and evaluate then
+# read the tables' Parquet files without Spark.
 features: setup
 	mkdir -p "$(RECSYS_DATA_DIR)"
+ifeq ($(TARGET),spark)
+	$(BIN)/pip install --quiet -e ".[spark]"
+	$(BIN)/python -m seeds_gen parquet
+	SPARK_LOCAL_IP=$${SPARK_LOCAL_IP:-127.0.0.1} $(BIN)/dbt build --target $(TARGET)
+else
 	$(BIN)/dbt build --target $(TARGET)
+endif
 
 # NPROC=2 trains with 2 processes (torchrun, DistributedDataParallel; gloo on CPU)
 NPROC ?= 1

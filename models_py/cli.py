@@ -338,6 +338,7 @@ def cmd_score(args: argparse.Namespace) -> None:
     from models_py.serving import load_scorer, score_top_k, write_predictions
 
     scorer = load_scorer(args.run, args.target)
+    scorer.warehouse.check_writable()  # before the scoring, not after it
     rows, rate = score_top_k(scorer, args.k, args.candidates, progress=not args.quiet)
     write_predictions(scorer.warehouse, rows, scorer.run_id)
     print(

@@ -274,7 +274,7 @@ def _failed_nodes(conn: Any, warehouse: Warehouse, nodes: dict[str, str]) -> lis
 
 
 def _table_columns(conn: Any, warehouse: Warehouse, table: str) -> list[str] | None:
-    if warehouse.kind == "sqlite":
+    if warehouse.engine == "sqlite":
         rows = conn.execute(
             f"pragma {quote_identifier(warehouse.schema)}.table_info({quote_identifier(table)})"
         ).fetchall()

@@ -75,7 +75,7 @@ class Scorer:
 
 def _read(conn: Any, warehouse: Warehouse, table: str) -> pd.DataFrame:
     sql = f"select * from {warehouse.qualified(table)}"
-    if warehouse.kind == "duckdb":
+    if warehouse.engine == "duckdb":
         return conn.execute(sql).df()
     return pd.read_sql(sql, conn)
 
@@ -239,7 +239,7 @@ def write_predictions(warehouse: Warehouse, rows: pd.DataFrame, run_id: str) -> 
             f"score double, rank integer, run_id varchar, scored_at bigint)"
         )
         conn.executemany(f"insert into {schema}.{new} values (?, ?, ?, ?, ?, ?)", records)
-        if warehouse.kind == "sqlite":
+        if warehouse.engine == "sqlite":
             conn.commit()
             conn.execute("begin")
         else:

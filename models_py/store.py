@@ -182,7 +182,7 @@ def _chunks(warehouse: Warehouse, spec: FeatureSpec, names: list[str]) -> Iterat
     conn = warehouse.connect()
     try:
         cursor = conn.execute(sql)
-        if warehouse.kind == "duckdb":
+        if warehouse.engine == "duckdb":
             while len(frame := cursor.fetch_df_chunk(READ_CHUNK_ROWS // 2048 + 1)):
                 yield {n: frame[n] for n in names}
             return

@@ -2,6 +2,9 @@
 
 Only what models_py needs: the engine, the warehouse file, the raw file, and a
 DB-API connection. SQLite is the embedded default; DuckDB reads the same models.
+A Spark target's tables are Parquet folders under its warehouse directory:
+models_py reads them through an in-memory DuckDB, so training on Spark-built
+features needs neither Spark nor Java.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import jinja2
 import yaml
 
 from recsys_core.errors import UserError
+from recsys_core.paths import raw_db_path
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT_DIR_ENV = "RECSYS_PROJECT_DIR"
@@ -28,17 +32,35 @@ IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: ASCII only, no 
 @dataclass(frozen=True)
 class Warehouse:
     target: str
-    kind: str  # sqlite | duckdb
-    path: Path  # the file dbt writes models into
+    kind: str  # sqlite | duckdb | spark
+    path: Path  # the file dbt writes models into (spark: the schema's folder of tables)
     raw_path: Path  # raw.db, the sources
     schema: str
     extension_directory: str | None = None
 
+    @property
+    def engine(self) -> str:
+        """The engine behind connect()'s connection, whose SQL and API it speaks."""
+        return "sqlite" if self.kind == "sqlite" else "duckdb"
+
+    def check_writable(self) -> None:
+        if self.kind == "spark":
+            raise UserError(
+                f"dbt target {self.target!r} is Spark, whose tables only Spark writes: "
+                "write predictions to a sqlite or duckdb target (--target)"
+            )
+
     def connect(self, read_only: bool = True) -> Any:
         if not self.path.exists():
             raise UserError(
-                f"warehouse {self.path} not found: run `make features` (dbt build) first"
+                f"warehouse {self.path} not found: run `make features"
+                f"{'' if self.target == 'sqlite' else ' TARGET=' + self.target}` "
+                "(dbt build) first"
             )
+        if self.kind == "spark":
+            if not read_only:
+                self.check_writable()
+            return self._connect_parquet_tables()
         if self.kind == "sqlite":
             uri = f"file:{self.path}?mode=ro" if read_only else f"file:{self.path}"
             return sqlite3.connect(uri, uri=True)
@@ -48,6 +70,23 @@ class Warehouse:
         if self.extension_directory:
             config["extension_directory"] = self.extension_directory
         return duckdb.connect(str(self.path), read_only=read_only, config=config)
+
+    def _connect_parquet_tables(self) -> Any:
+        """An in-memory DuckDB with one view per Spark table over its Parquet files
+        (``union_by_name``: rows appended after a column was added still read)."""
+        import duckdb
+
+        conn = duckdb.connect(":memory:", config={"autoinstall_known_extensions": False})
+        conn.execute(f"create schema if not exists {quote_identifier(self.schema)}")
+        for folder in sorted(self.path.iterdir()):
+            if not (IDENTIFIER.fullmatch(folder.name) and any(folder.glob("*.parquet"))):
+                continue
+            files = str(folder / "*.parquet").replace("'", "''")
+            conn.execute(
+                f"create view {self.qualified(folder.name)} as "
+                f"select * from read_parquet('{files}', union_by_name = true)"
+            )
+        return conn
 
     def qualified(self, identifier: str) -> str:
         """A validated, quoted table name; identifiers never come from users unchecked."""
@@ -112,8 +151,18 @@ def load_warehouse(target: str | None = None, profiles_dir: Path | None = None) 
         raw = next(a["path"] for a in out.get("attach", []) if a.get("alias") == "raw")
         ext = out.get("config_options", {}).get("extension_directory")
         return Warehouse(target, "duckdb", Path(out["path"]), Path(raw), "main", ext)
+    if out["type"] == "spark":
+        folder = out.get("server_side_parameters", {}).get("spark.sql.warehouse.dir")
+        if not folder:
+            raise UserError(
+                f"dbt target {target!r}: models_py reads Spark tables from their Parquet "
+                "files and needs server_side_parameters 'spark.sql.warehouse.dir' in profiles.yml"
+            )
+        schema = out.get("schema", "main")
+        return Warehouse(target, "spark", Path(folder) / f"{schema}.db", raw_db_path(), schema)
     raise UserError(
-        f"dbt target {target!r} has type {out['type']!r}; models_py reads sqlite and duckdb targets"
+        f"dbt target {target!r} has type {out['type']!r}; "
+        "models_py reads sqlite, duckdb and spark targets"
     )
 
 

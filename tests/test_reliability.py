@@ -379,3 +379,46 @@ def test_a_manifest_with_a_hostile_column_name_is_refused(built_world, tmp_path)
     result = _train_on_edited_manifest(built_world, tmp_path, rename_a_feature)
     assert "refusing SQL identifier" in one_error_line(result)
     assert (built_world / "warehouse.db").read_bytes() == before
+
+
+def test_spark_tables_read_from_their_parquet_files_without_spark(tmp_path, monkeypatch):
+    """A Spark target's tables are Parquet folders: models_py reads them through
+    DuckDB (files appended after a column was added included), tells a user
+    without them what to run, and refuses to write there."""
+    import duckdb
+
+    from models_py.warehouse import load_warehouse
+    from recsys_core.errors import UserError
+
+    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path))
+    warehouse = load_warehouse("spark")
+    assert warehouse.path == tmp_path / "spark" / "warehouse" / "main.db"
+    with pytest.raises(UserError, match=r"run `make features TARGET=spark`"):
+        warehouse.connect()
+
+    builds = warehouse.path / "feature_builds"
+    builds.mkdir(parents=True)
+    (builds / "_SUCCESS").write_text("")  # Spark's marker files are not tables
+    (warehouse.path / "not_written_yet").mkdir()  # a folder without Parquet is no table
+    writer = duckdb.connect()
+    writer.execute(
+        f"copy (select 'fct' as relation_name, 'b1' as invocation_id, 1 as built_at_ms) "
+        f"to '{builds / 'part-00000.parquet'}'"
+    )
+    writer.execute(
+        f"copy (select 'fct' as relation_name, 'b2' as invocation_id, 2 as built_at_ms, "
+        f"'{{}}' as vars_json) to '{builds / 'part-00001.parquet'}'"
+    )
+    conn = warehouse.connect()
+    try:
+        rows = conn.execute(
+            f"select invocation_id, vars_json from {warehouse.qualified('feature_builds')} "
+            f"order by built_at_ms"
+        ).fetchall()
+        tables = conn.execute("select table_name from information_schema.tables").fetchall()
+    finally:
+        conn.close()
+    assert rows == [("b1", None), ("b2", "{}")]
+    assert tables == [("feature_builds",)]
+    with pytest.raises(UserError, match="whose tables only Spark writes"):
+        warehouse.connect(read_only=False)

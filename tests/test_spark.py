@@ -1,5 +1,6 @@
 """The Spark target: the same dbt models, unchanged, on local Spark (session mode)
-over raw tables registered from Parquet, give the same feature table as SQLite.
+over raw tables registered from Parquet, give the same feature table as SQLite,
+and training on the Spark-built tables gives the same test metrics.
 
 Needs the `spark` extra (pyspark is ~490 MB), so `make test` leaves these out
 (marker `spark`) and `make test-spark` installs the extra and runs them.
@@ -7,6 +8,7 @@ Needs the `spark` extra (pyspark is ~490 MB), so `make test` leaves these out
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import sys
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import dbt, generate, run_cli
+from tests.conftest import BIN, dbt, generate, one_error_line, run_cli
 
 pytestmark = pytest.mark.spark
 
@@ -94,6 +96,51 @@ def test_spark_builds_the_same_features_as_sqlite(tmp_path):
             spark_table(data, f"main.{table}", tmp_path), sqlite_table(data, table), key
         )
     assert not Path("metastore_db").exists()  # Spark's metastore stays in the data dir
+
+    # Training reads the Spark-built tables (their Parquet files, no Spark needed)
+    # and gets the test metrics that the SQLite-built ones give.
+    metrics, runs = {}, {}
+    for target in ("sqlite", "spark"):
+        run_cli(
+            [
+                str(BIN / "recsys"),
+                "train",
+                "--target",
+                target,
+                "--epochs",
+                "2",
+                "--batch-size",
+                "256",
+                "--quiet",
+                "--no-track",
+            ],
+            data,
+            DBT_TARGET_PATH=str(tmp_path / f"target-{target}"),
+        )
+        runs[target] = (data / "runs" / "latest").resolve()
+        metrics[target] = json.loads((runs[target] / "metrics.json").read_text())
+    builds = {t: json.loads((runs[t] / "config.json").read_text())["feature_build"] for t in runs}
+    assert builds["spark"] != builds["sqlite"]  # each run read its own engine's build
+    for name in ("test", "baselines"):
+        assert_same_numbers(metrics["spark"][name], metrics["sqlite"][name], name)
+    refused = run_cli(
+        [str(BIN / "recsys"), "score", "--target", "spark", "--run", str(runs["spark"])],
+        data,
+        check=False,
+        DBT_TARGET_PATH=str(tmp_path / "target-spark"),
+    )
+    assert refused.returncode != 0
+    assert "Spark, whose tables only Spark writes" in one_error_line(refused)
+
+
+def assert_same_numbers(left: object, right: object, where: str) -> None:
+    """Every number of two nested metric records equal to 1e-6."""
+    if isinstance(right, dict):
+        assert isinstance(left, dict) and sorted(left) == sorted(right), where
+        for key in right:
+            assert_same_numbers(left[key], right[key], f"{where}.{key}")
+    elif isinstance(right, int | float) and not isinstance(right, bool):
+        assert left == pytest.approx(right, abs=1e-6), where
 
 
 def test_parquet_export_keeps_every_value_as_text(tmp_path):
