@@ -6,7 +6,17 @@ with
 
 features as (
 
-    select * from {{ ref('fct_impression_features') }}
+    -- only the columns compared: SQLite copies what a CTE selects
+    select
+        interaction_id,
+        user_id,
+        item_id,
+        event_ts,
+        user_prior_impressions,
+        user_prior_clicks,
+        item_prior_impressions,
+        item_prior_clicks
+    from {{ ref('fct_impression_features') }}
 
 ),
 
