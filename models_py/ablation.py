@@ -17,6 +17,7 @@ from models_py.model import pick_device, predict
 from models_py.pipeline import Prepared, prepare, with_inputs
 from models_py.runs import new_run_dir, write_text
 from models_py.train import train
+from models_py.workspace import Workspace
 
 ALL = "(all features)"
 
@@ -32,10 +33,10 @@ def _without(data: Prepared, config: TrainConfig, group: str | None) -> Prepared
 
 
 def ablate(
-    config: TrainConfig, progress: bool = True, target: str | None = None
+    config: TrainConfig, workspace: Workspace, progress: bool = True
 ) -> tuple[Path, list[dict[str, Any]]]:
-    data = prepare(config, target=target, streaming=False)  # variants re-encode in memory
-    run_dir = new_run_dir(prefix="ablation-")
+    data = prepare(config, workspace, streaming=False)  # variants re-encode in memory
+    run_dir = new_run_dir(workspace.runs_dir, prefix="ablation-")
     rows: list[dict[str, Any]] = []
     for group in [None, *data.spec.groups]:
         variant = _without(data, config, group)

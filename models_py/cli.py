@@ -170,7 +170,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     from models_py.runs import new_run_dir, point_latest, write_json
     from models_py.tracking import Tracker
     from models_py.train import train
+    from models_py.workspace import resolve_workspace
 
+    workspace = resolve_workspace(args.target)
     resumed = None
     if args.resume:
         run_dir = Path(args.resume)
@@ -187,10 +189,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     if not dist.is_main:
         distributed.barrier(dist)
     if resumed is not None:
-        data = prepare(config, target=args.target, encoders=resumed.encoders, spec=resumed.spec)
+        data = prepare(config, workspace, encoders=resumed.encoders, spec=resumed.spec)
         check_same_build(resumed.feature_build, data, str(run_dir))
     else:
-        data = prepare(config, target=args.target)
+        data = prepare(config, workspace)
     config = data.config  # automatic values (batch size) resolved for the data
     resume_from = resumed.payload if resumed is not None else None
     if dist.is_main:
@@ -207,7 +209,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if resumed is not None:
         print(f"resuming {run_dir} at step {resumed.state['step']:,}")
     else:
-        run_dir = new_run_dir()
+        run_dir = new_run_dir(workspace.runs_dir)
         write_json(
             run_dir / "config.json",
             {
@@ -224,7 +226,12 @@ def cmd_train(args: argparse.Namespace) -> None:
             + (f", {dist.world} processes ({dist.backend})" if dist.enabled else "")
         )
 
-    tracker = Tracker(not args.no_track, run_dir.name + ("-resumed" if resumed else ""), "train")
+    tracker = Tracker(
+        not args.no_track,
+        run_dir.name + ("-resumed" if resumed else ""),
+        "train",
+        workspace.data_dir,
+    )
     tracker.params(config.to_dict())
     tracker.text(json.dumps(data.spec.to_dict(), indent=2), "features.json")
 
@@ -269,8 +276,10 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from models_py.runs import resolve_run
     from models_py.tracking import Tracker
     from models_py.train import TrainState
+    from models_py.workspace import resolve_workspace
 
-    run_dir = resolve_run(args.run)
+    workspace = resolve_workspace(args.target)
+    run_dir = resolve_run(args.run, workspace.runs_dir)
     best = checkpoint.restore(run_dir)
     last = (
         checkpoint.restore(run_dir, checkpoint.LAST)
@@ -278,9 +287,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         else best
     )
     config = best.config
-    data = prepare(config, target=args.target, encoders=best.encoders, spec=best.spec)
+    data = prepare(config, workspace, encoders=best.encoders, spec=best.spec)
     check_same_build(best.feature_build, data, str(run_dir))
-    tracker = Tracker(not args.no_track, f"{run_dir.name}-evaluate", "evaluate")
+    tracker = Tracker(not args.no_track, f"{run_dir.name}-evaluate", "evaluate", workspace.data_dir)
     tracker.params({"run": run_dir.name, **config.to_dict()})
     result = evaluate(
         best.model(),
@@ -301,10 +310,12 @@ def cmd_ablate(args: argparse.Namespace) -> None:
     from models_py.ablation import ablate
     from models_py.config import load_config
     from models_py.tracking import Tracker
+    from models_py.workspace import resolve_workspace
 
     config = load_config(args.config).with_overrides(**_overrides(args))
-    run_dir, rows = ablate(config, progress=not args.quiet, target=args.target)
-    tracker = Tracker(not args.no_track, run_dir.name, "ablate")
+    workspace = resolve_workspace(args.target)
+    run_dir, rows = ablate(config, workspace, progress=not args.quiet)
+    tracker = Tracker(not args.no_track, run_dir.name, "ablate", workspace.data_dir)
     tracker.params(config.to_dict())
     tracker.metrics({f"test_auc.{r['group']}": r["test_auc"] for r in rows})
     tracker.artifacts(run_dir)
@@ -321,11 +332,21 @@ def _user_id(text: str) -> int:
         raise UserError(f"--user must be an integer user id, got {text!r}") from None
 
 
+def _scorer(args: argparse.Namespace) -> Any:
+    """The scorer of --run (default: runs/latest) on the warehouse of --target."""
+    from models_py.runs import resolve_run
+    from models_py.serving import load_scorer
+    from models_py.workspace import resolve_workspace
+
+    workspace = resolve_workspace(args.target)
+    return load_scorer(workspace, resolve_run(args.run, workspace.runs_dir))
+
+
 def cmd_recommend(args: argparse.Namespace) -> None:
-    from models_py.serving import load_scorer, recommend
+    from models_py.serving import recommend
 
     user_id = _user_id(args.user)
-    scorer = load_scorer(args.run, args.target)
+    scorer = _scorer(args)
     top, cold = recommend(scorer, user_id, args.k, args.include_clicked)
     if cold:
         print(f"notice: user {user_id} is unknown; showing a cold-start ranking")
@@ -335,9 +356,9 @@ def cmd_recommend(args: argparse.Namespace) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> None:
-    from models_py.serving import load_scorer, score_top_k, write_predictions
+    from models_py.serving import score_top_k, write_predictions
 
-    scorer = load_scorer(args.run, args.target)
+    scorer = _scorer(args)
     scorer.warehouse.check_writable()  # before the scoring, not after it
     rows, rate = score_top_k(scorer, args.k, args.candidates, progress=not args.quiet)
     write_predictions(scorer.warehouse, rows, scorer.run_id)
@@ -353,10 +374,12 @@ def cmd_rank(args: argparse.Namespace) -> None:
     from models_py.ranking import RANKINGS, rank, table
     from models_py.runs import resolve_run
     from models_py.tracking import Tracker
+    from models_py.workspace import resolve_workspace
 
-    run_dir = resolve_run(args.run)
-    result = rank(run_dir, args.target, args.ks, args.users, progress=not args.quiet)
-    tracker = Tracker(not args.no_track, f"{run_dir.name}-rank", "rank")
+    workspace = resolve_workspace(args.target)
+    run_dir = resolve_run(args.run, workspace.runs_dir)
+    result = rank(workspace, run_dir, args.ks, args.users, progress=not args.quiet)
+    tracker = Tracker(not args.no_track, f"{run_dir.name}-rank", "rank", workspace.data_dir)
     tracker.params({"run": run_dir.name, "users": args.users})
     tracker.metrics({name: result[name] for name in RANKINGS})
     if result["truth"] is not None:
@@ -424,7 +447,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             COMMANDS[args.command](args)
         except sqlite3.DatabaseError as exc:  # e.g. a truncated warehouse.db
             from models_py.warehouse import explain_database_error
+            from models_py.workspace import resolve_workspace
 
-            raise explain_database_error(exc) from None
+            try:
+                warehouse = resolve_workspace(getattr(args, "target", None)).warehouse
+            except UserError:
+                warehouse = None
+            raise explain_database_error(exc, warehouse) from None
 
     return run(command, _interrupted)

@@ -20,9 +20,9 @@ from models_py.data import (
 from models_py.registry import FeatureSpec, check_features_ready, load_spec
 from models_py.store import open_store
 from models_py.stream import StoreFrame, StreamedBatches, fit_encoders_streaming
-from models_py.warehouse import Warehouse, load_warehouse
+from models_py.warehouse import Warehouse
+from models_py.workspace import Workspace
 from recsys_core.errors import UserError
-from recsys_core.paths import data_dir
 
 
 @dataclass
@@ -42,11 +42,11 @@ class Prepared:
     build_id: str  # the dbt invocation that built the feature table (feature_builds)
 
 
-def load_checked_spec(target: str | None = None) -> tuple[Warehouse, FeatureSpec, str]:
-    warehouse = load_warehouse(target)
-    spec = load_spec()
-    build_id = check_features_ready(warehouse, spec)
-    return warehouse, spec, build_id
+def load_checked_spec(workspace: Workspace) -> tuple[FeatureSpec, str]:
+    """The feature spec and the build id of the table, once the build is checked."""
+    spec = load_spec(workspace.manifest_path)
+    build_id = check_features_ready(workspace.warehouse, spec, workspace.manifest_path)
+    return spec, build_id
 
 
 def downsample_negatives(
@@ -84,7 +84,7 @@ def check_same_build(run_build: str | None, data: Prepared, run: str) -> None:
 
 def prepare(
     config: TrainConfig,
-    target: str | None = None,
+    workspace: Workspace,
     encoders: Encoders | None = None,
     spec: FeatureSpec | None = None,
     streaming: bool | None = None,
@@ -94,10 +94,11 @@ def prepare(
     ``streaming`` (default: from the config and the table's size) keeps the
     training split on disk and streams it in shuffled blocks (models_py.stream).
     """
-    warehouse, full_spec, build_id = load_checked_spec(target)
+    warehouse = workspace.warehouse
+    full_spec, build_id = load_checked_spec(workspace)
     if spec is None:
         spec = full_spec.without_groups(config.drop_groups)
-    store = open_store(warehouse, full_spec, build_id, data_dir() / "cache")
+    store = open_store(warehouse, full_spec, build_id, workspace.cache_dir)
     if streaming is None:
         streaming = config.streaming == "on" or (
             config.streaming == "auto" and store.rows > config.stream_above_rows

@@ -34,12 +34,11 @@ from models_py.counterfactual import TruthTally, top_k
 from models_py.counterfactual import plot as plot_truth
 from models_py.data import time_split
 from models_py.pipeline import load_checked_spec
-from models_py.runs import resolve_run, write_json
+from models_py.runs import write_json
 from models_py.serving import AS_OF_SUFFIX, Scorer, load_scorer
 from models_py.store import open_store
-from models_py.warehouse import Warehouse, project_dir
+from models_py.workspace import Workspace
 from recsys_core.errors import UserError
-from recsys_core.paths import data_dir
 from recsys_core.truth import has_truth, load_truth
 
 RANKINGS = ("model", "popularity", "model_x_exposure")
@@ -54,7 +53,7 @@ class Relevance:
     dropped_clicks: int  # test clicks on users or items unknown at the cut
 
 
-def build_as_of_marts(warehouse: Warehouse, as_of_ts: int) -> float:
+def build_as_of_marts(workspace: Workspace, as_of_ts: int) -> float:
     """Build the serving marts as of ``as_of_ts`` into `<mart>__as_of`; seconds taken."""
     dbt = shutil.which("dbt", path=str(Path(sys.executable).parent)) or shutil.which("dbt")
     if dbt is None:
@@ -70,15 +69,16 @@ def build_as_of_marts(warehouse: Warehouse, as_of_ts: int) -> float:
                 "--vars",
                 json.dumps({"serving_as_of_ts": int(as_of_ts)}),
                 "--target",
-                warehouse.target,
+                workspace.warehouse.target,
                 "--target-path",
                 artifacts,
                 "--project-dir",
-                str(project_dir()),
+                str(workspace.project_dir),
                 "--profiles-dir",
-                str(project_dir()),
+                str(workspace.project_dir),
             ],
-            cwd=project_dir(),
+            cwd=workspace.project_dir,
+            env=workspace.dbt_environ(),
             capture_output=True,
             text=True,
         )
@@ -186,8 +186,8 @@ def evaluate_ranking(
 
 
 def rank(
-    run: str | None = None,
-    target: str | None = None,
+    workspace: Workspace,
+    run_dir: Path,
     ks: list[int] | None = None,
     max_users: int = 1000,
     progress: bool = True,
@@ -198,20 +198,20 @@ def rank(
         raise UserError(f"-k must be >= 1, got {ks[0]}")
     if max_users < 1:
         raise UserError(f"--users must be >= 1, got {max_users}")
-    run_dir = resolve_run(run)
     config = checkpoint.restore(run_dir).config
-    warehouse, spec, build_id = load_checked_spec(target)
+    warehouse = workspace.warehouse
+    spec, build_id = load_checked_spec(workspace)
     user_col, item_col = spec.entity_column("user"), spec.entity_column("item")
     if not user_col or not item_col:
         raise UserError("ranking needs user and item id columns (meta.entity) in the feature mart")
-    store = open_store(warehouse, spec, build_id, data_dir() / "cache")
+    store = open_store(warehouse, spec, build_id, workspace.cache_dir)
     event_ts = np.asarray(store.read(spec.time_column), dtype=np.int64)
     split = time_split(event_ts, tuple(config.split_fractions))
     as_of_ts = int(event_ts[split.test].min())
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(as_of_ts))
     print(f"building the serving marts as of the test start ({stamp} UTC) with dbt ...")
-    dbt_seconds = build_as_of_marts(warehouse, as_of_ts)
-    scorer = load_scorer(run_dir, warehouse.target, suffix=AS_OF_SUFFIX)
+    dbt_seconds = build_as_of_marts(workspace, as_of_ts)
+    scorer = load_scorer(workspace, run_dir, suffix=AS_OF_SUFFIX)
     rel = relevance(
         store.read(user_col),
         store.read(item_col),

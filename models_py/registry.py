@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models_py.warehouse import Warehouse, quote_identifier, target_dir
+from models_py.warehouse import Warehouse, quote_identifier
 from recsys_core.errors import UserError
 
 FEATURE_MODEL = "fct_impression_features"
@@ -110,9 +110,9 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
         ) from None
 
 
-def load_spec(model: str = FEATURE_MODEL) -> FeatureSpec:
-    """Read the feature spec of ``model`` from ``target/manifest.json``."""
-    manifest = _read_json(target_dir() / "manifest.json", "manifest")
+def load_spec(manifest_path: Path, model: str = FEATURE_MODEL) -> FeatureSpec:
+    """Read the feature spec of ``model`` from dbt's ``manifest.json``."""
+    manifest = _read_json(manifest_path, "manifest")
     node = next(
         (
             n
@@ -212,14 +212,14 @@ def _feature(model: str, name: str, meta: dict[str, Any]) -> FeatureColumn:
     )
 
 
-def check_features_ready(warehouse: Warehouse, spec: FeatureSpec) -> str:
+def check_features_ready(warehouse: Warehouse, spec: FeatureSpec, manifest_path: Path) -> str:
     """Refuse missing, failed or stale features; return the build id of the table.
 
     A failure is any node of the current manifest whose latest verdict in the
     warehouse's ``dbt_node_results`` log (written at the end of every dbt
     command) failed: ``target/run_results.json`` only holds the last command,
     which may have executed nothing."""
-    names = _manifest_node_names()
+    names = _manifest_node_names(manifest_path)
     conn = warehouse.connect()
     try:
         failed = _failed_nodes(conn, warehouse, names)
@@ -254,9 +254,9 @@ def check_features_ready(warehouse: Warehouse, spec: FeatureSpec) -> str:
     return str(invocation_id)
 
 
-def _manifest_node_names() -> dict[str, str]:
+def _manifest_node_names(manifest_path: Path) -> dict[str, str]:
     """unique_id -> name of every model, test and unit test in the manifest."""
-    manifest = _read_json(target_dir() / "manifest.json", "manifest")
+    manifest = _read_json(manifest_path, "manifest")
     nodes = {**manifest.get("nodes", {}), **manifest.get("unit_tests", {})}
     return {uid: str(node.get("name", uid)) for uid, node in nodes.items()}
 

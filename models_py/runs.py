@@ -1,4 +1,4 @@
-"""Run directories under $RECSYS_DATA_DIR/runs/, with ``latest`` pointing to the newest."""
+"""Run directories under <data dir>/runs/, with ``latest`` pointing to the newest."""
 
 from __future__ import annotations
 
@@ -14,15 +14,10 @@ import numpy as np
 
 from recsys_core import atomic
 from recsys_core.errors import UserError
-from recsys_core.paths import data_dir
 
 
-def runs_root() -> Path:
-    return data_dir() / "runs"
-
-
-def new_run_dir(prefix: str = "") -> Path:
-    root = runs_root()
+def new_run_dir(root: Path, prefix: str = "") -> Path:
+    """A new, empty run directory under ``root`` named by the time (and ``prefix``)."""
     root.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     for n in range(1000):
@@ -45,9 +40,9 @@ def point_latest(run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
-def resolve_run(path: str | Path | None) -> Path:
-    """The run named by the user, or runs/latest."""
-    run = Path(path) if path is not None else runs_root() / "latest"
+def resolve_run(path: str | Path | None, root: Path) -> Path:
+    """The run named by the user, or ``root``/latest."""
+    run = Path(path) if path is not None else root / "latest"
     if not run.exists():
         hint = "train one first (`make train`)" if path is None else "check the path"
         raise UserError(f"run directory {run} not found: {hint}")

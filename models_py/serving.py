@@ -23,8 +23,8 @@ from models_py.config import TrainConfig
 from models_py.data import Encoders, encode
 from models_py.model import CTRModel, predict
 from models_py.registry import FeatureSpec, check_features_ready, load_spec
-from models_py.runs import resolve_run
-from models_py.warehouse import Warehouse, load_warehouse, quote_identifier
+from models_py.warehouse import Warehouse, quote_identifier
+from models_py.workspace import Workspace
 from recsys_core.errors import UserError
 
 USER_TABLE = "user_features_latest"
@@ -80,19 +80,16 @@ def _read(conn: Any, warehouse: Warehouse, table: str) -> pd.DataFrame:
     return pd.read_sql(sql, conn)
 
 
-def load_scorer(
-    run: str | Path | None = None, target: str | None = None, suffix: str = ""
-) -> Scorer:
+def load_scorer(workspace: Workspace, run_dir: Path, suffix: str = "") -> Scorer:
     """The run's best checkpoint with the serving marts (``suffix``: their ``__as_of``
     build, for ranking on the test period)."""
-    run_dir = resolve_run(run)
     restored = checkpoint.restore(run_dir)
     config, spec, encoders = restored.config, restored.spec, restored.encoders
     torch.set_num_threads(config.threads)
     model = restored.model()
-    warehouse = load_warehouse(target)
+    warehouse = workspace.warehouse
     # the same gate as training: no serving from a failed, missing or stale build
-    check_features_ready(warehouse, load_spec())
+    check_features_ready(warehouse, load_spec(workspace.manifest_path), workspace.manifest_path)
     conn = warehouse.connect()
     try:
         tables = [

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from models_py.warehouse import REPO
-from recsys_core.paths import data_dir
 
 EXPERIMENT = "recsys"
 ARTIFACT_SUFFIXES = (".png", ".md", ".json", ".csv")
 
 
-def tracking_uri() -> str:
-    return f"sqlite:///{(data_dir() / 'mlflow.db').resolve()}"
+def tracking_uri(data_dir: Path) -> str:
+    return f"sqlite:///{(data_dir / 'mlflow.db').resolve()}"
 
 
 def git_commit() -> str:
@@ -48,23 +47,23 @@ def flatten(values: dict[str, Any], prefix: str = "") -> dict[str, float]:
 class Tracker:
     """One MLflow run; every method is a no-op once disabled or after a failure."""
 
-    def __init__(self, enabled: bool, run_name: str, kind: str) -> None:
+    def __init__(self, enabled: bool, run_name: str, kind: str, data_dir: Path) -> None:
         self.enabled = enabled
         self._mlflow: Any = None
         if not enabled:
             return
-        self._call(self._start, run_name, kind)
+        self._call(self._start, run_name, kind, data_dir)
 
-    def _start(self, run_name: str, kind: str) -> None:
+    def _start(self, run_name: str, kind: str, data_dir: Path) -> None:
         import logging
 
         import mlflow
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        mlflow.set_tracking_uri(tracking_uri())
+        mlflow.set_tracking_uri(tracking_uri(data_dir))
         if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-            artifacts = (data_dir() / "mlartifacts").resolve()
+            artifacts = (data_dir / "mlartifacts").resolve()
             mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
         mlflow.set_experiment(EXPERIMENT)
         mlflow.start_run(run_name=run_name, tags={"kind": kind, "git_commit": git_commit()})

@@ -13,6 +13,7 @@ import contextlib
 import os
 import re
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +22,9 @@ import jinja2
 import yaml
 
 from recsys_core.errors import UserError
-from recsys_core.paths import raw_db_path
+from recsys_core.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR, RAW_DB_NAME
 
 REPO = Path(__file__).resolve().parents[1]
-PROJECT_DIR_ENV = "RECSYS_PROJECT_DIR"
 PROFILE = "recsys"
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # fullmatch: ASCII only, no newline
 
@@ -93,37 +93,23 @@ class Warehouse:
         return f"{quote_identifier(self.schema)}.{quote_identifier(identifier)}"
 
 
-def project_dir() -> Path:
-    """The dbt project whose manifest and profiles we read: $RECSYS_PROJECT_DIR or this repo."""
-    return Path(os.environ.get(PROJECT_DIR_ENV) or REPO)
-
-
-def target_dir() -> Path:
-    """dbt's artifacts folder: $DBT_TARGET_PATH (as dbt honours it) or <project>/target."""
-    configured = os.environ.get("DBT_TARGET_PATH")
-    if not configured:
-        return project_dir() / "target"
-    path = Path(configured)
-    return path if path.is_absolute() else project_dir() / path
-
-
 def quote_identifier(name: str) -> str:
     if not isinstance(name, str) or not IDENTIFIER.fullmatch(name):
         raise UserError(f"refusing SQL identifier {name!r}: only letters, digits and _ allowed")
     return f'"{name}"'
 
 
-def _render(value: Any) -> Any:
+def _render(value: Any, environ: Mapping[str, str]) -> Any:
     """Render the Jinja in a profile value the way dbt does for env_var()."""
     if isinstance(value, dict):
-        return {k: _render(v) for k, v in value.items()}
+        return {k: _render(v, environ) for k, v in value.items()}
     if isinstance(value, list):
-        return [_render(v) for v in value]
+        return [_render(v, environ) for v in value]
     if isinstance(value, str) and "{{" in value:
 
         def env_var(name: str, default: str | None = None) -> str:
-            if name in os.environ:
-                return os.environ[name]
+            if name in environ:
+                return environ[name]
             if default is None:
                 raise UserError(f"profiles.yml needs environment variable {name}")
             return default
@@ -132,18 +118,24 @@ def _render(value: Any) -> Any:
     return value
 
 
-def load_warehouse(target: str | None = None, profiles_dir: Path | None = None) -> Warehouse:
-    """The warehouse of ``target`` (default: the profile's, i.e. $RECSYS_TARGET or sqlite)."""
-    path = (profiles_dir or project_dir()) / "profiles.yml"
+def load_warehouse(
+    target: str | None = None,
+    profiles_dir: Path = REPO,
+    environ: Mapping[str, str] | None = None,
+) -> Warehouse:
+    """The warehouse of ``target`` (default: the profile's, i.e. $RECSYS_TARGET or
+    sqlite), with profiles.yml rendered in ``environ`` (default: os.environ)."""
+    env = os.environ if environ is None else environ
+    path = profiles_dir / "profiles.yml"
     try:
         profile = yaml.safe_load(path.read_text())[PROFILE]
     except FileNotFoundError:
         raise UserError(f"{path} not found: run from the repository root") from None
-    target = target or _render(profile["target"])
+    target = target or _render(profile["target"], env)
     outputs = profile["outputs"]
     if target not in outputs:
         raise UserError(f"unknown dbt target {target!r} (profiles.yml has: {', '.join(outputs)})")
-    out = _render(outputs[target])
+    out = _render(outputs[target], env)
     if out["type"] == "sqlite":
         paths = out["schemas_and_paths"]
         return Warehouse(target, "sqlite", Path(paths["main"]), Path(paths["raw"]), "main")
@@ -159,23 +151,20 @@ def load_warehouse(target: str | None = None, profiles_dir: Path | None = None) 
                 "files and needs server_side_parameters 'spark.sql.warehouse.dir' in profiles.yml"
             )
         schema = out.get("schema", "main")
-        return Warehouse(target, "spark", Path(folder) / f"{schema}.db", raw_db_path(), schema)
+        raw = Path(env.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR) / RAW_DB_NAME
+        return Warehouse(target, "spark", Path(folder) / f"{schema}.db", raw, schema)
     raise UserError(
         f"dbt target {target!r} has type {out['type']!r}; "
         "models_py reads sqlite, duckdb and spark targets"
     )
 
 
-def explain_database_error(exc: Exception) -> UserError:
+def explain_database_error(exc: Exception, warehouse: Warehouse | None) -> UserError:
     """One line for an SQLite error: which file is damaged and how to recover it.
 
     Runs only after an error, so the integrity check costs nothing otherwise."""
     generic = UserError(f"database error: {exc}")
-    try:
-        warehouse = load_warehouse()
-    except UserError:
-        return generic
-    if warehouse.kind != "sqlite":
+    if warehouse is None or warehouse.kind != "sqlite":
         return generic
     remedies = (
         (warehouse.path, "rebuild it with `make features`"),

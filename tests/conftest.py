@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from models_py.workspace import Workspace, resolve_workspace
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 ML100K_MINI = REPO / "tests" / "fixtures" / "ml-100k-mini"
@@ -106,10 +108,10 @@ def one_error_line(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-def use_world(monkeypatch: pytest.MonkeyPatch, world: Path) -> None:
-    """Point in-process models_py calls at ``world``, as run_cli does for commands."""
-    monkeypatch.setenv("RECSYS_DATA_DIR", str(world))
-    monkeypatch.setenv("DBT_TARGET_PATH", str(world / "target"))
+def world_workspace(world: Path, target: str | None = None) -> Workspace:
+    """The workspace of ``world`` for in-process models_py calls, as run_cli gives
+    commands (see world_env)."""
+    return resolve_workspace(target, environ=world_env(world))
 
 
 @pytest.fixture(scope="session")

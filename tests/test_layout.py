@@ -44,7 +44,7 @@ def test_packages_import_only_what_the_architecture_allows(package):
 # ARCHITECTURE.md, "Who may import whom": each module imports only from its own
 # layer or the ones before it.
 MODELS_PY_LAYERS = [
-    {"config", "metrics", "runs", "distributed", "warehouse"},
+    {"config", "metrics", "runs", "distributed", "warehouse", "workspace"},
     {"registry", "store", "data", "stream", "pipeline"},
     {"model", "checkpoint"},
     {"wide_fit", "train", "calibration"},

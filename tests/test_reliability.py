@@ -23,8 +23,8 @@ from tests.conftest import (
     generate,
     one_error_line,
     recsys,
-    use_world,
     world_env,
+    world_workspace,
 )
 
 
@@ -323,18 +323,15 @@ def test_a_truncated_warehouse_is_one_line_naming_the_file(
     assert f"{warehouse} is damaged" in line and "make features" in line
 
 
-def test_a_reader_keeps_its_cache_when_a_newer_build_replaces_it(
-    built_world, tmp_path, monkeypatch
-):
+def test_a_reader_keeps_its_cache_when_a_newer_build_replaces_it(built_world, tmp_path):
     """A streaming run reads its build's column cache for hours; a newer build
     opened meanwhile deletes that folder, and the reader must not notice."""
-    from models_py.registry import check_features_ready, load_spec
+    from models_py.pipeline import load_checked_spec
     from models_py.store import open_store
-    from models_py.warehouse import load_warehouse
 
-    use_world(monkeypatch, built_world)
-    warehouse, spec = load_warehouse(), load_spec()
-    build = check_features_ready(warehouse, spec)
+    workspace = world_workspace(built_world)
+    warehouse = workspace.warehouse
+    spec, build = load_checked_spec(workspace)
     reader = open_store(warehouse, spec, build, tmp_path / "cache")
     column = spec.numeric[0].name
     before = reader.read(column)
@@ -381,17 +378,15 @@ def test_a_manifest_with_a_hostile_column_name_is_refused(built_world, tmp_path)
     assert (built_world / "warehouse.db").read_bytes() == before
 
 
-def test_spark_tables_read_from_their_parquet_files_without_spark(tmp_path, monkeypatch):
+def test_spark_tables_read_from_their_parquet_files_without_spark(tmp_path):
     """A Spark target's tables are Parquet folders: models_py reads them through
     DuckDB (files appended after a column was added included), tells a user
     without them what to run, and refuses to write there."""
     import duckdb
 
-    from models_py.warehouse import load_warehouse
     from recsys_core.errors import UserError
 
-    monkeypatch.setenv("RECSYS_DATA_DIR", str(tmp_path))
-    warehouse = load_warehouse("spark")
+    warehouse = world_workspace(tmp_path, "spark").warehouse
     assert warehouse.path == tmp_path / "spark" / "warehouse" / "main.db"
     with pytest.raises(UserError, match=r"run `make features TARGET=spark`"):
         warehouse.connect()

@@ -14,9 +14,8 @@ from models_py import serving
 from models_py.counterfactual import TRUTH_RANKINGS, TruthTally
 from models_py.ranking import build_as_of_marts
 from models_py.serving import AS_OF_SUFFIX
-from models_py.warehouse import load_warehouse
 from recsys_core.truth import TRUTH_TABLES, Truth
-from tests.conftest import copy_world, dbt, recsys, use_world
+from tests.conftest import copy_world, dbt, recsys, world_workspace
 
 
 def _heavy_clicker(world) -> int:
@@ -93,17 +92,14 @@ def test_score_writes_top_k_lists_that_join_in_sql(built_world, trained_run, tmp
     assert json.loads(shown.stdout) == {"show": [{"n": len(table)}]}
 
 
-def test_a_failed_score_leaves_the_previous_predictions_intact(
-    built_world, trained_run, tmp_path, monkeypatch
-):
+def test_a_failed_score_leaves_the_previous_predictions_intact(built_world, trained_run, tmp_path):
     world = tmp_path / "world"
     copy_world(built_world, world, runs=True)
     recsys(["score", "-k", "2", "--candidates", "10", "--quiet"], world)
     with sqlite3.connect(world / "warehouse.db") as conn:
         before = pd.read_sql("select * from predictions", conn)
 
-    use_world(monkeypatch, world)
-    scorer = serving.load_scorer(trained_run)
+    scorer = serving.load_scorer(world_workspace(world), world / "runs" / trained_run.name)
     rows, _ = serving.score_top_k(scorer, 2, 10, progress=False)
     broken = rows.astype({"score": object})
     broken.loc[broken.index[len(broken) // 2], "score"] = "not a number"
@@ -231,7 +227,7 @@ def test_truth_tally_scores_lists_by_the_true_probability():
 
 @pytest.mark.parametrize("target", ["sqlite", "duckdb"])
 def test_serving_computes_the_training_features_at_the_same_moment(
-    built_world, trained_run, tmp_path, monkeypatch, target
+    built_world, trained_run, tmp_path, target
 ):
     """Serving equals training, value for value. Hypothetical impressions of many
     (user, item) pairs are logged at one moment T; dbt builds their training rows
@@ -259,10 +255,10 @@ def test_serving_computes_the_training_features_at_the_same_moment(
             [(*row, moment) for row in rows],
         )
     dbt(["run"], world, target=target)  # the tests ran on this world already
-    use_world(monkeypatch, world)
-    warehouse = load_warehouse(target)
-    build_as_of_marts(warehouse, moment)
-    scorer = serving.load_scorer(world / "runs" / trained_run.name, target, suffix=AS_OF_SUFFIX)
+    workspace = world_workspace(world, target)
+    warehouse = workspace.warehouse
+    build_as_of_marts(workspace, moment)
+    scorer = serving.load_scorer(workspace, world / "runs" / trained_run.name, suffix=AS_OF_SUFFIX)
     served = scorer.features(pairs)
 
     conn = warehouse.connect()

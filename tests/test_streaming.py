@@ -11,7 +11,7 @@ import torch
 from models_py import stream
 from models_py.config import TrainConfig
 from models_py.pipeline import prepare
-from tests.conftest import use_world
+from tests.conftest import world_workspace
 
 
 @pytest.fixture
@@ -21,10 +21,14 @@ def small_blocks(monkeypatch):
     monkeypatch.setattr(stream, "BUFFER_BLOCKS", 3)
 
 
-def _both(world, monkeypatch, **overrides):
-    use_world(monkeypatch, world)
+def _both(world, **overrides):
+    workspace = world_workspace(world)
     config = TrainConfig().with_overrides(batch_size=512, **overrides)
-    return config, prepare(config, streaming=False), prepare(config, streaming=True)
+    return (
+        config,
+        prepare(config, workspace, streaming=False),
+        prepare(config, workspace, streaming=True),
+    )
 
 
 def _sorted_rows(categorical: torch.Tensor, numeric: torch.Tensor) -> np.ndarray:
@@ -32,10 +36,8 @@ def _sorted_rows(categorical: torch.Tensor, numeric: torch.Tensor) -> np.ndarray
     return rows[np.lexsort(rows.T[::-1])]
 
 
-def test_streaming_fits_the_same_encoders_and_evaluates_the_same_rows(
-    built_world, monkeypatch, small_blocks
-):
-    _, memory, streamed = _both(built_world, monkeypatch)
+def test_streaming_fits_the_same_encoders_and_evaluates_the_same_rows(built_world, small_blocks):
+    _, memory, streamed = _both(built_world)
     assert streamed.train is None and streamed.stream is not None
     assert streamed.encoders.vocabularies == memory.encoders.vocabularies
     assert streamed.encoders.bucket_edges == memory.encoders.bucket_edges  # all rows sampled
@@ -48,10 +50,8 @@ def test_streaming_fits_the_same_encoders_and_evaluates_the_same_rows(
         torch.testing.assert_close(a.label, b.label)
 
 
-def test_an_epoch_of_streamed_batches_holds_every_training_row_once(
-    built_world, monkeypatch, small_blocks
-):
-    config, memory, streamed = _both(built_world, monkeypatch, negative_rate=0.5)
+def test_an_epoch_of_streamed_batches_holds_every_training_row_once(built_world, small_blocks):
+    config, memory, streamed = _both(built_world, negative_rate=0.5)
     assert memory.train is not None and streamed.stream is not None
     batches = list(streamed.stream.batches(epoch=0))
     assert len(batches) == -(-len(memory.train) // config.batch_size)
@@ -68,10 +68,8 @@ def test_an_epoch_of_streamed_batches_holds_every_training_row_once(
     assert not torch.equal(again, torch.cat([b[2] for b in batches]))
 
 
-def test_streamed_batches_restart_mid_epoch_on_the_same_sequence(
-    built_world, monkeypatch, small_blocks
-):
-    _, _, streamed = _both(built_world, monkeypatch)
+def test_streamed_batches_restart_mid_epoch_on_the_same_sequence(built_world, small_blocks):
+    _, _, streamed = _both(built_world)
     assert streamed.stream is not None
     full = list(streamed.stream.batches(epoch=2))
     for skip in (1, 7, len(full) - 1):

@@ -32,7 +32,7 @@ from tests.conftest import (
     one_error_line,
     recsys,
     run_cli,
-    use_world,
+    world_workspace,
 )
 
 FAST = ["--epochs", "1", "--batch-size", "512", "--quiet"]
@@ -73,7 +73,7 @@ def test_evaluate_reproduces_the_train_time_metrics(built_world, trained_run):
     )
 
 
-def test_unseen_ids_map_to_slot_zero_and_still_score(built_world, trained_run, monkeypatch):
+def test_unseen_ids_map_to_slot_zero_and_still_score(built_world, trained_run):
     payload = checkpoint.load(trained_run / "best.pt")
     vocab = payload["encoders"]["vocabularies"]["user_id"]
     codes = encode_category(np.array([vocab[0], 10**9, None], dtype=object), vocab)
@@ -82,10 +82,10 @@ def test_unseen_ids_map_to_slot_zero_and_still_score(built_world, trained_run, m
     from models_py.data import Encoders
     from models_py.registry import FeatureSpec
 
-    use_world(monkeypatch, built_world)
     config = TrainConfig.from_dict(payload["config"])
     data = prepare(
         config,
+        world_workspace(built_world),
         encoders=Encoders.from_dict(payload["encoders"]),
         spec=FeatureSpec.from_dict(payload["spec"]),
     )
@@ -120,10 +120,9 @@ class _Killed(Exception):
 def test_resume_after_an_interruption_ends_exactly_like_an_uninterrupted_run(
     built_world, tmp_path, monkeypatch, streaming
 ):
-    use_world(monkeypatch, built_world)
     monkeypatch.setattr("models_py.stream.BLOCK_ROWS", 1000)  # many blocks and buffers
     config = _small_config(max_steps=60)
-    data = prepare(config, streaming=streaming)
+    data = prepare(config, world_workspace(built_world), streaming=streaming)
 
     full_dir = tmp_path / "full"
     full_dir.mkdir()
