@@ -14,10 +14,19 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from recsys_core.cli import ArgumentParser, run
 from recsys_core.errors import UserError
+
+if TYPE_CHECKING:  # for annotations only: the commands import these when they run
+    from models_py.checkpoint import Restored
+    from models_py.config import TrainConfig
+    from models_py.distributed import Dist
+    from models_py.pipeline import Prepared
+    from models_py.tracking import Tracker
+    from models_py.train import TrainState
+    from models_py.workspace import Workspace
 
 # Flags whose spelling differs from the field name; every other TrainConfig field
 # is the flag --field-name.
@@ -162,76 +171,42 @@ def cmd_train(args: argparse.Namespace) -> None:
     if not args.resume:  # bad options fail here, before torch and sklearn load
         config = load_config(args.config).with_overrides(**_overrides(args))
 
-    from models_py import checkpoint, distributed
-    from models_py.calibration import calibrate
-    from models_py.evaluate import evaluate, terminal_table
-    from models_py.pipeline import check_same_build, prepare
-    from models_py.registry import build_vars
-    from models_py.runs import new_run_dir, point_latest, write_json
+    from models_py import distributed
     from models_py.tracking import Tracker
     from models_py.train import train
     from models_py.workspace import resolve_workspace
 
     workspace = resolve_workspace(args.target)
-    resumed = None
-    if args.resume:
-        run_dir = Path(args.resume)
-        resumed = checkpoint.restore(run_dir, checkpoint.LAST)
+    resumed = _resumed(args) if args.resume else None
+    if resumed is not None:
         config = resumed.config
-        if _overrides(args):
-            raise UserError(
-                "--resume continues a run with its own configuration; drop the training options"
-            )
+    resume_from = resumed.payload if resumed is not None else None
 
     # Under torchrun, rank 0 reads the features first (filling the cache), the
     # others then read the cache; only rank 0 writes the run and reports.
     dist = distributed.init_from_env(config.device)
     if not dist.is_main:
         distributed.barrier(dist)
-    if resumed is not None:
-        data = prepare(config, workspace, encoders=resumed.encoders, spec=resumed.spec)
-        check_same_build(resumed.feature_build, data, str(run_dir))
-    else:
-        data = prepare(config, workspace)
+    data = _prepared(config, workspace, resumed, args.resume)
     config = data.config  # automatic values (batch size) resolved for the data
-    resume_from = resumed.payload if resumed is not None else None
     if dist.is_main:
         distributed.barrier(dist)
     if not dist.is_main:
         try:
             # only rank 0 writes checkpoints, so the other ranks need no run directory
-            run = run_dir if resume_from is not None else Path()
+            run = Path(args.resume) if resumed is not None else Path()
             train(config, data, run, resume_from=resume_from, progress=False, dist=dist)
         finally:
             distributed.shutdown(dist)
         return
 
     if resumed is not None:
+        run_dir = Path(args.resume)
         print(f"resuming {run_dir} at step {resumed.state['step']:,}")
     else:
-        run_dir = new_run_dir(workspace.runs_dir)
-        write_json(
-            run_dir / "config.json",
-            {
-                "config": config.to_dict(),
-                "features": data.spec.to_dict(),
-                "feature_build": data.build_id,
-                "feature_vars": build_vars(data.warehouse, data.spec.table, data.build_id),
-            },
-        )
-        print(
-            f"run {run_dir}: {len(data.train_rows):,} training rows, "
-            f"{len(data.split.validation):,} validation, {len(data.split.test):,} test, "
-            f"{len(data.spec.features)} features"
-            + (f", {dist.world} processes ({dist.backend})" if dist.enabled else "")
-        )
-
-    tracker = Tracker(
-        not args.no_track,
-        run_dir.name + ("-resumed" if resumed else ""),
-        "train",
-        workspace.data_dir,
-    )
+        run_dir = _new_run(workspace, config, data, dist)
+    name = run_dir.name + ("-resumed" if resumed else "")
+    tracker = Tracker(not args.no_track, name, "train", workspace.data_dir)
     tracker.params(config.to_dict())
     tracker.text(json.dumps(data.spec.to_dict(), indent=2), "features.json")
 
@@ -256,11 +231,79 @@ def cmd_train(args: argparse.Namespace) -> None:
         raise
     finally:
         distributed.shutdown(dist)
+    _calibrate_and_report(run_dir, config, data, state, tracker, not args.no_baselines)
+
+
+def _resumed(args: argparse.Namespace) -> Restored:
+    """The run to continue (its last.pt), refusing options that would change it."""
+    from models_py import checkpoint
+
+    resumed = checkpoint.restore(Path(args.resume), checkpoint.LAST)
+    if _overrides(args):
+        raise UserError(
+            "--resume continues a run with its own configuration; drop the training options"
+        )
+    return resumed
+
+
+def _prepared(
+    config: TrainConfig, workspace: Workspace, resumed: Restored | None, run: str | None
+) -> Prepared:
+    """The run's data: a resumed run gets its own encoders and feature spec, and
+    refuses a warehouse that holds another feature build."""
+    from models_py.pipeline import check_same_build, prepare
+
+    if resumed is None:
+        return prepare(config, workspace)
+    data = prepare(config, workspace, encoders=resumed.encoders, spec=resumed.spec)
+    check_same_build(resumed.feature_build, data, str(run))
+    return data
+
+
+def _new_run(workspace: Workspace, config: TrainConfig, data: Prepared, dist: Dist) -> Path:
+    """A new run directory with its config.json: what it trains, on which build."""
+    from models_py.registry import build_vars
+    from models_py.runs import new_run_dir, write_json
+
+    run_dir = new_run_dir(workspace.runs_dir)
+    write_json(
+        run_dir / "config.json",
+        {
+            "config": config.to_dict(),
+            "features": data.spec.to_dict(),
+            "feature_build": data.build_id,
+            "feature_vars": build_vars(data.warehouse, data.spec.table, data.build_id),
+        },
+    )
+    print(
+        f"run {run_dir}: {len(data.train_rows):,} training rows, "
+        f"{len(data.split.validation):,} validation, {len(data.split.test):,} test, "
+        f"{len(data.spec.features)} features"
+        + (f", {dist.world} processes ({dist.backend})" if dist.enabled else "")
+    )
+    return run_dir
+
+
+def _calibrate_and_report(
+    run_dir: Path,
+    config: TrainConfig,
+    data: Prepared,
+    state: TrainState,
+    tracker: Tracker,
+    baselines: bool,
+) -> None:
+    """Platt-scale the best checkpoint on validation, judge it on test beside the
+    baselines, point runs/latest at it, and report."""
+    from models_py import checkpoint
+    from models_py.calibration import calibrate
+    from models_py.evaluate import evaluate, terminal_table
+    from models_py.runs import point_latest
+
     best = checkpoint.restore(run_dir)
     model = best.model()
     calibrate(model, data.validation, config.negative_rate)
     checkpoint.save({**best.payload, "model": model.state_dict()}, best.path)
-    result = evaluate(model, state, config, data, run_dir, baselines=not args.no_baselines)
+    result = evaluate(model, state, config, data, run_dir, baselines=baselines)
     point_latest(run_dir)
     tracker.metrics(result)
     tracker.artifacts(run_dir)
