@@ -23,12 +23,21 @@ ALL = "(all features)"
 
 
 def _without(data: Prepared, config: TrainConfig, group: str | None) -> Prepared:
-    """The same rows and split, with one group's columns left out and encoders refit."""
+    """The same rows and split with one group's columns left out. The encoders
+    stay: each feature's is fitted on the training split alone, whatever else
+    the spec holds."""
     if group is None:
         return data
     spec = data.spec.without_groups([group])
     return with_inputs(
-        data.warehouse, spec, data.frame, data.split, data.train_rows, config, data.build_id
+        data.warehouse,
+        spec,
+        data.frame,
+        data.split,
+        data.train_rows,
+        config,
+        data.build_id,
+        data.encoders,
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,20 @@ from models_py.registry import FeatureSpec
 from models_py.store import ColumnStore, open_store
 from models_py.warehouse import Warehouse
 from recsys_core.errors import UserError
+
+
+class Frame(Protocol):
+    """Every row of the feature table, as training, evaluation and the baselines
+    ask for it: in memory (FeatureFrame) or read from the column cache in pieces
+    (stream.StoreFrame)."""
+
+    def __len__(self) -> int: ...
+
+    def take(self, rows: np.ndarray) -> FeatureFrame: ...
+
+    def column(self, name: str, rows: np.ndarray | None = None) -> np.ndarray: ...
+
+    def seen(self, name: str, reference: np.ndarray, rows: np.ndarray) -> np.ndarray: ...
 
 
 @dataclass
@@ -139,7 +153,7 @@ def transform_values(values: np.ndarray, transform: str | None) -> np.ndarray:
 
 
 def vocabulary(values: list[Any], counts: np.ndarray, min_count: int) -> list[Any]:
-    """The values seen at least ``min_count`` times, in a stable order (both fits)."""
+    """The values seen at least ``min_count`` times, in a stable order."""
     kept = [v for v, c in zip(values, counts, strict=True) if c >= min_count]
     return sorted(kept, key=lambda v: (str(type(v)), v))
 
@@ -157,24 +171,6 @@ def bucket_edges(finite: np.ndarray, numeric_buckets: int) -> list[float]:
         return []
     qs = np.quantile(finite, np.linspace(0, 1, numeric_buckets + 1)[1:-1])
     return np.unique(qs).tolist()
-
-
-def fit_encoders(
-    frame: FeatureFrame, spec: FeatureSpec, train: np.ndarray, min_count: int, numeric_buckets: int
-) -> Encoders:
-    vocabularies: dict[str, list[Any]] = {}
-    for feature in spec.categorical:
-        counts = pd.Series(frame.columns[feature.name][train], dtype=object).value_counts()
-        vocabularies[feature.name] = vocabulary(counts.index.tolist(), counts.to_numpy(), min_count)
-    stats: dict[str, tuple[float, float]] = {}
-    edges: dict[str, list[float]] = {}
-    for feature in spec.numeric:
-        values = transform_values(frame.columns[feature.name][train], feature.transform)
-        finite = values[np.isfinite(values)]
-        mean, std = (finite.mean(), finite.std()) if len(finite) else (0.0, 1.0)
-        stats[feature.name] = standardisation(len(finite), mean, std)
-        edges[feature.name] = bucket_edges(finite, numeric_buckets)
-    return Encoders(vocabularies, stats, edges)
 
 
 @dataclass

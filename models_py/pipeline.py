@@ -12,14 +12,14 @@ from models_py.data import (
     Encoded,
     Encoders,
     FeatureFrame,
+    Frame,
     Split,
     encode,
-    fit_encoders,
     time_split,
 )
 from models_py.registry import FeatureSpec, check_features_ready, load_spec
 from models_py.store import open_store
-from models_py.stream import StoreFrame, StreamedBatches, fit_encoders_streaming
+from models_py.stream import StoreFrame, StreamedBatches, fit_encoders
 from models_py.warehouse import Warehouse
 from models_py.workspace import Workspace
 from recsys_core.errors import UserError
@@ -30,7 +30,7 @@ class Prepared:
     config: TrainConfig  # with its automatic values resolved for this data (for_rows)
     warehouse: Warehouse
     spec: FeatureSpec  # after drop_groups
-    frame: FeatureFrame | StoreFrame  # every row of the table (on disk when streaming)
+    frame: Frame  # every row of the table (on disk when streaming)
     split: Split
     train_rows: np.ndarray  # split.train after negative downsampling
     encoders: Encoders
@@ -108,6 +108,10 @@ def prepare(
         split = time_split(frame.columns[spec.time_column], tuple(config.split_fractions))
         labels = frame.columns[spec.label_column]
         train_rows = downsample_negatives(split.train, labels, config.negative_rate, config.seed)
+        if encoders is None:
+            encoders = fit_encoders(
+                store, spec, split.train, config.min_count, config.numeric_buckets, config.seed
+            )
         return with_inputs(warehouse, spec, frame, split, train_rows, config, build_id, encoders)
 
     split = time_split(store.read(spec.time_column), tuple(config.split_fractions))
@@ -117,7 +121,7 @@ def prepare(
     del labels
     config = config.for_rows(len(train_rows))
     if encoders is None:
-        encoders = fit_encoders_streaming(
+        encoders = fit_encoders(
             store, spec, split.train, config.min_count, config.numeric_buckets, config.seed
         )
     disk = StoreFrame(store, full_spec.columns())
@@ -147,18 +151,17 @@ def prepare(
 def with_inputs(
     warehouse: Warehouse,
     spec: FeatureSpec,
-    frame: FeatureFrame,
+    frame: Frame,
     split: Split,
     train_rows: np.ndarray,
     config: TrainConfig,
     build_id: str,
-    encoders: Encoders | None = None,
+    encoders: Encoders,
 ) -> Prepared:
-    """Encode the three splits for ``spec``, fitting encoders on train unless given."""
-    rate = check_learnable(frame.columns[spec.label_column], train_rows)
+    """Encode the three splits for ``spec`` in memory with ``encoders`` (fitted on
+    the training split; entries for features outside ``spec`` are not used)."""
+    rate = check_learnable(frame.column(spec.label_column), train_rows)
     config = config.for_rows(len(train_rows))
-    if encoders is None:
-        encoders = fit_encoders(frame, spec, split.train, config.min_count, config.numeric_buckets)
 
     def encoded(rows: np.ndarray) -> Encoded:
         part = frame.take(rows)

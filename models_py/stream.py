@@ -83,7 +83,7 @@ class StoreFrame:
             yield read(name, start, stop)[rows[lo:hi] - start]
 
 
-def fit_encoders_streaming(
+def fit_encoders(
     store: ColumnStore,
     spec: FeatureSpec,
     train: np.ndarray,
@@ -91,7 +91,11 @@ def fit_encoders_streaming(
     numeric_buckets: int,
     seed: int,
 ) -> Encoders:
-    """The encoders fit_encoders would give, without loading the training split."""
+    """The encoders of the training rows ``train``: vocabularies, standardisation
+    and quantile bucket edges, read from the column cache chunk by chunk, so the
+    training split is never loaded whole. Both paths fit with it (a frame in
+    memory is read from the same cache). Edges come from a seeded sample of up to
+    QUANTILE_SAMPLE training rows."""
     in_train = np.zeros(store.rows, dtype=bool)
     in_train[train] = True
     rng = np.random.default_rng(seed)
