@@ -110,6 +110,81 @@ def train(
     torch.set_num_threads(config.threads)
     seed_everything(config.seed)
     device = _device(config, dist)
+    model, net, optimizers, state = _set_up(config, data, device, dist, resume_from, progress)
+    source = _batch_source(data, config, device)
+    schedule = Schedule.of(len(source), config)
+    batches: Iterator[Batch] = iter(())
+    batches_epoch = -1
+    bar = _progress_bar(schedule, state, progress and dist.is_main)
+    running_loss = float("nan")
+    started = time.perf_counter()
+    while state.step < schedule.total_steps and not state.stopped_early:
+        epoch, position = divmod(state.step, schedule.steps_per_epoch)
+        if epoch != batches_epoch:
+            batches, batches_epoch = source.batches(epoch, position), epoch
+        loss = _step(net, optimizers, next(batches), state, dist, device)
+        running_loss = loss if math.isnan(running_loss) else 0.98 * running_loss + 0.02 * loss
+        bar.update(1)
+        if schedule.evaluates_at(state.step):
+            state = _evaluate_and_checkpoint(
+                Trained(model, optimizers, state, running_loss, time.perf_counter() - started),
+                config,
+                data,
+                run_dir,
+                device,
+                schedule,
+                dist,
+                bar,
+                on_eval,
+            )
+            started = time.perf_counter()
+    bar.close()
+    return model, state
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How many steps an epoch and the run take, and when validation runs."""
+
+    steps_per_epoch: int
+    total_steps: int
+    eval_every: int
+
+    @classmethod
+    def of(cls, rows: int, config: TrainConfig) -> Schedule:
+        steps_per_epoch = max(1, math.ceil(rows / config.batch_size))
+        total_steps = config.epochs * steps_per_epoch
+        if config.max_steps:
+            total_steps = min(total_steps, config.max_steps)
+        return cls(steps_per_epoch, total_steps, max(1, steps_per_epoch // config.evals_per_epoch))
+
+    def evaluates_at(self, step: int) -> bool:
+        """Every ``eval_every`` steps, and at the last step."""
+        return step % self.eval_every == 0 or step == self.total_steps
+
+
+@dataclass
+class Trained:
+    """Where training stands at an evaluation: what is checkpointed and reported."""
+
+    model: CTRModel
+    optimizers: dict[str, torch.optim.Optimizer]
+    state: TrainState
+    running_loss: float
+    seconds: float  # training time since the last evaluation
+
+
+def _set_up(
+    config: TrainConfig,
+    data: Prepared,
+    device: torch.device,
+    dist: Dist,
+    resume_from: dict[str, Any] | None,
+    progress: bool,
+) -> tuple[CTRModel, nn.Module, dict[str, torch.optim.Optimizer], TrainState]:
+    """The model (its wide path fitted first where that applies), the module that
+    steps (DDP under torchrun), the optimizers and the state: new, or restored
+    from ``resume_from``."""
     model = build_model(data.spec, data.encoders, config, dist.sparse_embeddings).to(device)
     wide_first = fits_wide_first(config, data)
     fit = None
@@ -124,51 +199,50 @@ def train(
     state = TrainState() if resume_from is None else _resume(model, optimizers, resume_from)
     if fit is not None:
         state.wide_l2, state.wide_fit_seconds = fit.l2, fit.seconds
+    return model, net, optimizers, state
 
-    source = _batch_source(data, config, device)
-    steps_per_epoch = max(1, math.ceil(len(source) / config.batch_size))
-    total_steps = config.epochs * steps_per_epoch
-    if config.max_steps:
-        total_steps = min(total_steps, config.max_steps)
-    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
-    batches: Iterator[Batch] = iter(())
-    batches_epoch = -1
-    bar = tqdm(
-        total=total_steps,
+
+def _progress_bar(schedule: Schedule, state: TrainState, show: bool) -> tqdm:
+    return tqdm(
+        total=schedule.total_steps,
         initial=state.step,
-        disable=not progress or not dist.is_main,
+        disable=not show,
         unit="step",
         desc="train",
         dynamic_ncols=True,
     )
-    running_loss = float("nan")
-    started = time.perf_counter()
-    while state.step < total_steps and not state.stopped_early:
-        epoch, position = divmod(state.step, steps_per_epoch)
-        if epoch != batches_epoch:
-            batches, batches_epoch = source.batches(epoch, position), epoch
-        loss = _step(net, optimizers, next(batches), state, dist, device)
-        running_loss = loss if math.isnan(running_loss) else 0.98 * running_loss + 0.02 * loss
-        bar.update(1)
-        if state.step % eval_every and state.step != total_steps:
-            continue
-        if dist.is_main:  # rank 0 evaluates, checkpoints and decides on stopping
-            state.train_seconds += time.perf_counter() - started
-            entry = _evaluate(model, data, device, state, config, steps_per_epoch, running_loss)
-            _checkpoint(model, optimizers, state, config, data, run_dir)
-            bar.set_postfix(
-                loss=f"{running_loss:.4f}",
-                val_auc=f"{entry['val_auc']:.4f}",
-                best=f"{state.best_auc:.4f}",
-            )
-            if on_eval is not None:
-                on_eval(entry)
-            broadcast(dist, state)
-        else:
-            state = broadcast(dist, None)
-        started = time.perf_counter()
-    bar.close()
-    return model, state
+
+
+def _evaluate_and_checkpoint(
+    now: Trained,
+    config: TrainConfig,
+    data: Prepared,
+    run_dir: Path,
+    device: torch.device,
+    schedule: Schedule,
+    dist: Dist,
+    bar: tqdm,
+    on_eval: Any,
+) -> TrainState:
+    """Rank 0 evaluates on validation, writes the checkpoints and decides on early
+    stopping; every process leaves with rank 0's state."""
+    if not dist.is_main:
+        return broadcast(dist, None)
+    state = now.state
+    state.train_seconds += now.seconds
+    entry = _evaluate(
+        now.model, data, device, state, config, schedule.steps_per_epoch, now.running_loss
+    )
+    _checkpoint(now.model, now.optimizers, state, config, data, run_dir)
+    bar.set_postfix(
+        loss=f"{now.running_loss:.4f}",
+        val_auc=f"{entry['val_auc']:.4f}",
+        best=f"{state.best_auc:.4f}",
+    )
+    if on_eval is not None:
+        on_eval(entry)
+    broadcast(dist, state)
+    return state
 
 
 def fits_wide_first(config: TrainConfig, data: Prepared) -> bool:
