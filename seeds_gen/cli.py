@@ -128,7 +128,7 @@ def _report_suspects(count: int, examples: list[str], what: str) -> None:
     sys.stdout.flush()  # keep the summary above the warning
     print(
         f"warning: {count:,} {what} were loaded as they are; dbt staging will "
-        f"quarantine them in rejected_interactions",
+        f"quarantine them in int_interactions_rejected",
         file=sys.stderr,
     )
     for example in examples:

@@ -69,10 +69,10 @@ def test_movielens_import_maps_every_file(movielens):
 
 
 def test_movielens_malformed_line_is_quarantined_not_lost(movielens):
-    rejected = query(movielens / "warehouse.db", "select * from rejected_interactions")
+    rejected = query(movielens / "warehouse.db", "select * from int_interactions_rejected")
     assert rejected["reason"].tolist() == ["invalid_event_time"]
     raw_rows = query(movielens / "raw.db", "select count(*) as n from interactions")["n"][0]
-    staged = query(movielens / "warehouse.db", "select count(*) as n from stg_interactions")
+    staged = query(movielens / "warehouse.db", "select count(*) as n from int_interactions")
     assert staged["n"][0] + len(rejected) == raw_rows
 
 
@@ -235,7 +235,7 @@ def test_csv_loads_reports_bad_rows_and_declared_extras_become_features(tmp_path
     )
     env = {"RECSYS_DATASET": "csv", "DBT_TARGET_PATH": str(tmp_path / "target")}
     dbt(["build"], data, project_dir=project, **env)
-    rejected = query(data / "warehouse.db", "select * from rejected_interactions order by 1")
+    rejected = query(data / "warehouse.db", "select * from int_interactions_rejected order by 1")
     assert sorted(rejected["reason"]) == ["invalid_event_time", "invalid_label"]
     assert "yesterday" in rejected["event_ts"].tolist()  # kept exactly as it came
     # interaction ids default to the line number, so a rejection points at its line

@@ -26,9 +26,9 @@ def test_build_passes_and_every_staged_impression_has_features(built_world):
     counts = _query(
         wh,
         """
-        select (select count(*) from stg_interactions) as staged,
+        select (select count(*) from int_interactions) as staged,
                (select count(*) from fct_impression_features) as features,
-               (select count(*) from rejected_interactions) as rejected""",
+               (select count(*) from int_interactions_rejected) as rejected""",
     )
     assert counts.staged[0] == counts.features[0] == 20_000
     assert counts.rejected[0] == 0
@@ -166,7 +166,7 @@ def test_bad_rows_are_quarantined_with_their_reason_and_nothing_is_lost(tmp_path
     result = dbt(["build"], tmp_path)
     assert "WARN" in result.stdout  # any rejection warns, the build still passes
 
-    rejected = _query(tmp_path / "warehouse.db", "select * from rejected_interactions")
+    rejected = _query(tmp_path / "warehouse.db", "select * from int_interactions_rejected")
     by_id = dict(zip(rejected.interaction_id.fillna("<null>"), rejected.reason, strict=True))
     for row in BAD_ROWS:
         key = "<null>" if row[0] is None else str(row[0])
@@ -174,7 +174,7 @@ def test_bad_rows_are_quarantined_with_their_reason_and_nothing_is_lost(tmp_path
     assert by_id["17"] == "duplicate_interaction_id"
     assert rejected.reason.eq("duplicate_interaction_id").sum() == 1
 
-    staged = _query(tmp_path / "warehouse.db", "select * from stg_interactions")
+    staged = _query(tmp_path / "warehouse.db", "select * from int_interactions")
     assert len(staged) + len(rejected) == n_raw
     kept = staged[staged.interaction_id == 17]
     assert len(kept) == 1, "the first copy of a duplicated id is kept"
@@ -206,7 +206,7 @@ def test_a_load_rejected_above_the_limit_stops_the_build_and_training(tmp_path):
     pd.testing.assert_frame_equal(before, after)
     rejected = _query(
         tmp_path / "warehouse.db",
-        "select count(*) as n from stg_interactions_checked where reason = 'unknown_user'",
+        "select count(*) as n from int_interactions_checked where reason = 'unknown_user'",
     )
     assert rejected.n[0] == 40, "the rejected rows are kept, with their reason"
 

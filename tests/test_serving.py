@@ -21,7 +21,7 @@ from tests.conftest import copy_world, dbt, recsys, world_workspace
 def _heavy_clicker(world) -> int:
     with sqlite3.connect(world / "warehouse.db") as conn:
         return conn.execute(
-            "select user_id from stg_interactions where clicked = 1 "
+            "select user_id from int_interactions where clicked = 1 "
             "group by user_id order by count(*) desc limit 1"
         ).fetchone()[0]
 
@@ -32,7 +32,7 @@ def test_recommend_excludes_items_the_user_clicked(built_world, trained_run):
         clicked = {
             r[0]
             for r in conn.execute(
-                "select item_id from stg_interactions where clicked = 1 and user_id = ?", [user]
+                "select item_id from int_interactions where clicked = 1 and user_id = ?", [user]
             )
         }
         n_items = conn.execute("select count(*) from stg_items").fetchone()[0]
@@ -138,7 +138,7 @@ def test_rank_scores_the_test_period_from_marts_built_before_it(built_world, tra
     assert result["popularity"]["recall_at_20"] > 0 and result["users_evaluated"] > 10
 
     with sqlite3.connect(world / "warehouse.db") as conn:
-        events = pd.read_sql("select user_id, item_id, event_ts from stg_interactions", conn)
+        events = pd.read_sql("select user_id, item_id, event_ts from int_interactions", conn)
         as_of = pd.read_sql("select * from user_features_latest__as_of", conn)
         items_as_of = pd.read_sql("select item_id from item_features_latest__as_of", conn)
         created = pd.read_sql("select item_id, created_ts from stg_items", conn)

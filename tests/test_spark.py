@@ -88,7 +88,7 @@ def test_spark_builds_the_same_features_as_sqlite(tmp_path):
 
     for table, key in (
         ("fct_impression_features", ["interaction_id"]),
-        ("rejected_interactions", ["interaction_id"]),
+        ("int_interactions_rejected", ["interaction_id"]),
         ("user_features_latest", ["user_id"]),
         ("item_features_latest", ["item_id"]),
     ):

@@ -28,7 +28,7 @@ impressions as (
         item_id,
         event_ts,
         clicked
-    from {{ ref('stg_interactions') }}
+    from {{ ref('int_interactions') }}
 
 ),
 

@@ -16,7 +16,7 @@ staged_rows as (
     select
         {{ as_text('interaction_id') }} as interaction_id,
         -1 as delta
-    from {{ ref('stg_interactions') }}
+    from {{ ref('int_interactions') }}
 
 ),
 
@@ -25,7 +25,7 @@ rejected_rows as (
     select
         interaction_id,
         -1 as delta
-    from {{ ref('rejected_interactions') }}
+    from {{ ref('int_interactions_rejected') }}
 
 ),
 

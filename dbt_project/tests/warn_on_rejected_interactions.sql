@@ -1,8 +1,8 @@
 {{ config(severity='warn') }}
 -- Warns (never fails) when any raw interaction was rejected, with the count per
--- reason; see rejected_interactions for the rows themselves.
+-- reason; see int_interactions_rejected for the rows themselves.
 select
     reason,
     count(*) as n_rejected
-from {{ ref('rejected_interactions') }}
+from {{ ref('int_interactions_rejected') }}
 group by reason

@@ -16,7 +16,7 @@ with
 
 impressions as (
 
-    select * from {{ ref('stg_interactions') }}
+    select * from {{ ref('int_interactions') }}
 
 ),
 

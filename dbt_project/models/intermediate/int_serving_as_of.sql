@@ -9,7 +9,7 @@ with
 
 impressions as (
 
-    select * from {{ ref('stg_interactions') }}
+    select * from {{ ref('int_interactions') }}
 
 ),
 

@@ -1,10 +1,10 @@
--- Raw interactions that staging refused, exactly as they came (as text), with
--- the reason. Nothing is dropped silently: raw = stg_interactions + this.
+-- Raw interactions that int_interactions_checked refused, exactly as they came (as text), with
+-- the reason. Nothing is dropped silently: raw = int_interactions + this.
 with
 
 checked as (
 
-    select * from {{ ref('stg_interactions_checked') }}
+    select * from {{ ref('int_interactions_checked') }}
 
 ),
 

@@ -1,11 +1,13 @@
--- One row per raw interaction, parsed, with the reason it is rejected (NULL when
--- clean). stg_interactions and rejected_interactions split this model, so every
--- raw row lands in exactly one of them.
+-- One row per raw interaction with the reason it is rejected (NULL when
+-- clean): invalid values, times in the future, users or items staging does not
+-- know, and every copy but the first of a repeated id. int_interactions and
+-- int_interactions_rejected split this model, so every raw row lands in
+-- exactly one of them.
 with
 
-source as (
+parsed as (
 
-    select * from {{ source('raw', 'interactions') }}
+    select * from {{ ref('stg_interactions') }}
 
 ),
 
@@ -18,24 +20,6 @@ users as (
 items as (
 
     select item_id from {{ ref('stg_items') }}
-
-),
-
-parsed as (
-
-    select
-        {{ as_text('interaction_id') }} as raw_interaction_id,
-        {{ as_text('user_id') }} as raw_user_id,
-        {{ as_text('item_id') }} as raw_item_id,
-        {{ as_text('event_ts') }} as raw_event_ts,
-        {{ as_text('clicked') }} as raw_clicked,
-        {{ parse_bigint('interaction_id') }} as interaction_id,
-        {{ parse_bigint('user_id') }} as user_id,
-        {{ parse_bigint('item_id') }} as item_id,
-        {{ parse_bigint('event_ts') }} as event_ts,
-        {{ parse_bigint('clicked') }} as clicked
-        {{- parsed_attribute_columns('context') }}
-    from source
 
 ),
 
