@@ -38,6 +38,7 @@ def _without(data: Prepared, config: TrainConfig, group: str | None) -> Prepared
         config,
         data.build_id,
         data.encoders,
+        data.feature_vars,
     )
 
 

@@ -68,6 +68,11 @@ class Restored:
         return self.payload.get("feature_build")
 
     @property
+    def feature_vars(self) -> dict[str, Any] | None:
+        """The dbt vars the features were built with (None: a run from before)."""
+        return self.payload.get("feature_vars")
+
+    @property
     def state(self) -> dict[str, Any]:
         return self.payload["state"]
 

@@ -262,7 +262,6 @@ def _prepared(
 
 def _new_run(workspace: Workspace, config: TrainConfig, data: Prepared, dist: Dist) -> Path:
     """A new run directory with its config.json: what it trains, on which build."""
-    from models_py.registry import build_vars
     from models_py.runs import new_run_dir, write_json
 
     run_dir = new_run_dir(workspace.runs_dir)
@@ -272,7 +271,7 @@ def _new_run(workspace: Workspace, config: TrainConfig, data: Prepared, dist: Di
             "config": config.to_dict(),
             "features": data.spec.to_dict(),
             "feature_build": data.build_id,
-            "feature_vars": build_vars(data.warehouse, data.spec.table, data.build_id),
+            "feature_vars": data.feature_vars,
         },
     )
     print(

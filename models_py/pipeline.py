@@ -4,6 +4,7 @@ training, evaluation and ablation: spec, readiness checks, read, split, encode."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +18,7 @@ from models_py.data import (
     encode,
     time_split,
 )
-from models_py.registry import FeatureSpec, check_features_ready, load_spec
+from models_py.registry import FeatureSpec, build_vars, check_features_ready, load_spec
 from models_py.store import open_store
 from models_py.stream import StoreFrame, StreamedBatches, fit_encoders
 from models_py.warehouse import Warehouse
@@ -40,6 +41,7 @@ class Prepared:
     stream: StreamedBatches | None  # the training batches when streaming
     train_label_rate: float  # click rate of train_rows: where the model's output starts
     build_id: str  # the dbt invocation that built the feature table (feature_builds)
+    feature_vars: dict[str, Any] | None  # that build's dbt vars (None: logged before them)
 
 
 def load_checked_spec(workspace: Workspace) -> tuple[FeatureSpec, str]:
@@ -96,6 +98,7 @@ def prepare(
     """
     warehouse = workspace.warehouse
     full_spec, build_id = load_checked_spec(workspace)
+    feature_vars = build_vars(warehouse, full_spec.table, build_id)
     if spec is None:
         spec = full_spec.without_groups(config.drop_groups)
     store = open_store(warehouse, full_spec, build_id, workspace.cache_dir)
@@ -112,7 +115,9 @@ def prepare(
             encoders = fit_encoders(
                 store, spec, split.train, config.min_count, config.numeric_buckets, config.seed
             )
-        return with_inputs(warehouse, spec, frame, split, train_rows, config, build_id, encoders)
+        return with_inputs(
+            warehouse, spec, frame, split, train_rows, config, build_id, encoders, feature_vars
+        )
 
     split = time_split(store.read(spec.time_column), tuple(config.split_fractions))
     labels = store.read(spec.label_column)
@@ -145,6 +150,7 @@ def prepare(
         batches,
         rate,
         build_id,
+        feature_vars,
     )
 
 
@@ -157,6 +163,7 @@ def with_inputs(
     config: TrainConfig,
     build_id: str,
     encoders: Encoders,
+    feature_vars: dict[str, Any] | None,
 ) -> Prepared:
     """Encode the three splits for ``spec`` in memory with ``encoders`` (fitted on
     the training split; entries for features outside ``spec`` are not used)."""
@@ -181,4 +188,5 @@ def with_inputs(
         None,
         rate,
         build_id,
+        feature_vars,
     )

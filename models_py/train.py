@@ -375,6 +375,7 @@ def _checkpoint(
     run (``checkpoint.restore``)."""
     payload = {
         "feature_build": data.build_id,
+        "feature_vars": data.feature_vars,
         "model": model.state_dict(),
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
         "state": dict(state.__dict__),

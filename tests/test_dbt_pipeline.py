@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models_py import checkpoint
 from tests.conftest import copy_project, dbt, generate, recsys
 
 
@@ -231,6 +232,9 @@ def test_a_load_rejected_above_the_limit_stops_the_build_and_training(tmp_path):
     run_config = json.loads((tmp_path / "runs" / "latest" / "config.json").read_text())
     assert run_config["feature_vars"]["max_rejected_share"] == 0.05
     assert run_config["feature_vars"]["ctr_smoothing_m"] == 20
+    best = checkpoint.restore(tmp_path / "runs" / "latest")  # the checkpoint says so too
+    assert best.feature_vars == run_config["feature_vars"]
+    assert best.feature_build == run_config["feature_build"]
 
 
 def test_times_in_milliseconds_fail_the_build(tmp_path):
