@@ -38,6 +38,11 @@ class Dist:
         return self.backend != "nccl"
 
 
+def uses_cuda(device: str) -> bool:
+    """The device rule, in one place: ``cuda``, or ``auto`` where CUDA is available."""
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
+
+
 def init_from_env(device: str) -> Dist:
     """Join the process group torchrun describes in the environment (none: one process)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -45,7 +50,7 @@ def init_from_env(device: str) -> Dist:
         return Dist()
     import torch.distributed as dist
 
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    use_cuda = uses_cuda(device)
     backend = "nccl" if use_cuda else "gloo"
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:

@@ -25,6 +25,7 @@ from torch import nn
 
 from models_py.config import TrainConfig
 from models_py.data import Encoded, Encoders, categorical_slots, numeric_width
+from models_py.distributed import uses_cuda
 from models_py.registry import FeatureSpec
 
 EVAL_BATCH = 65_536
@@ -159,9 +160,7 @@ class CTRModel(nn.Module):
 
 
 def pick_device(config: TrainConfig) -> torch.device:
-    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
+    return torch.device("cuda" if uses_cuda(config.device) else "cpu")
 
 
 def build_model(
