@@ -106,29 +106,22 @@ def prepare(
         streaming = config.streaming == "on" or (
             config.streaming == "auto" and store.rows > config.stream_above_rows
         )
-    if not streaming:
-        frame = FeatureFrame.from_store(store, full_spec.columns())
-        split = time_split(frame.columns[spec.time_column], tuple(config.split_fractions))
-        labels = frame.columns[spec.label_column]
-        train_rows = downsample_negatives(split.train, labels, config.negative_rate, config.seed)
-        if encoders is None:
-            encoders = fit_encoders(
-                store, spec, split.train, config.min_count, config.numeric_buckets, config.seed
-            )
-        return with_inputs(
-            warehouse, spec, frame, split, train_rows, config, build_id, encoders, feature_vars
-        )
-
     split = time_split(store.read(spec.time_column), tuple(config.split_fractions))
     labels = store.read(spec.label_column)
     train_rows = downsample_negatives(split.train, labels, config.negative_rate, config.seed)
-    rate = check_learnable(labels, train_rows)
+    rate = check_learnable(labels, train_rows)  # refused before any fitting
     del labels
-    config = config.for_rows(len(train_rows))
     if encoders is None:
         encoders = fit_encoders(
             store, spec, split.train, config.min_count, config.numeric_buckets, config.seed
         )
+    if not streaming:
+        frame = FeatureFrame.from_store(store, full_spec.columns())
+        return with_inputs(
+            warehouse, spec, frame, split, train_rows, config, build_id, encoders, feature_vars
+        )
+
+    config = config.for_rows(len(train_rows))
     disk = StoreFrame(store, full_spec.columns())
 
     def encoded(rows: np.ndarray) -> Encoded:

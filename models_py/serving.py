@@ -22,7 +22,8 @@ from models_py import checkpoint
 from models_py.config import TrainConfig
 from models_py.data import Encoders, encode
 from models_py.model import CTRModel, predict
-from models_py.registry import FeatureSpec, check_features_ready, load_spec
+from models_py.pipeline import load_checked_spec
+from models_py.registry import FeatureSpec
 from models_py.warehouse import Warehouse, quote_identifier
 from models_py.workspace import Workspace
 from recsys_core.errors import UserError
@@ -89,7 +90,7 @@ def load_scorer(workspace: Workspace, run_dir: Path, suffix: str = "") -> Scorer
     model = restored.model()
     warehouse = workspace.warehouse
     # the same gate as training: no serving from a failed, missing or stale build
-    check_features_ready(warehouse, load_spec(workspace.manifest_path), workspace.manifest_path)
+    load_checked_spec(workspace)
     conn = warehouse.connect()
     try:
         tables = [

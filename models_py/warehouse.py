@@ -22,7 +22,7 @@ import jinja2
 import yaml
 
 from recsys_core.errors import UserError
-from recsys_core.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR, RAW_DB_NAME
+from recsys_core.paths import raw_db_path
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = "recsys"
@@ -151,7 +151,7 @@ def load_warehouse(
                 "files and needs server_side_parameters 'spark.sql.warehouse.dir' in profiles.yml"
             )
         schema = out.get("schema", "main")
-        raw = Path(env.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR) / RAW_DB_NAME
+        raw = raw_db_path(environ=env)
         return Warehouse(target, "spark", Path(folder) / f"{schema}.db", raw, schema)
     raise UserError(
         f"dbt target {target!r} has type {out['type']!r}; "

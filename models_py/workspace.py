@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from models_py.warehouse import REPO, Warehouse, load_warehouse
-from recsys_core.paths import DATA_DIR_ENV, DEFAULT_DATA_DIR
+from recsys_core import paths
 
 PROJECT_DIR_ENV = "RECSYS_PROJECT_DIR"
 DBT_TARGET_PATH_ENV = "DBT_TARGET_PATH"
@@ -42,7 +42,7 @@ class Workspace:
         """The environment of a dbt command that must build into this workspace."""
         return {
             **os.environ,
-            DATA_DIR_ENV: str(self.data_dir),
+            paths.DATA_DIR_ENV: str(self.data_dir),
             DBT_TARGET_PATH_ENV: str(self.dbt_target_path),
             "RECSYS_TARGET": self.warehouse.target,
         }
@@ -55,7 +55,7 @@ def resolve_workspace(
     $RECSYS_DATA_DIR, $RECSYS_PROJECT_DIR, $DBT_TARGET_PATH, and the dbt ``target``
     (default: the profile's, i.e. $RECSYS_TARGET or sqlite)."""
     env = os.environ if environ is None else environ
-    data_dir = Path(env.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR)
+    data_dir = paths.data_dir(environ=env)
     project_dir = Path(env.get(PROJECT_DIR_ENV) or REPO)
     configured = env.get(DBT_TARGET_PATH_ENV)
     if not configured:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import BIN, dbt, generate, one_error_line, run_cli
+from tests.conftest import dbt, generate, one_error_line, recsys, run_cli
 
 pytestmark = pytest.mark.spark
 
@@ -101,9 +101,8 @@ def test_spark_builds_the_same_features_as_sqlite(tmp_path):
     # and gets the test metrics that the SQLite-built ones give.
     metrics, runs = {}, {}
     for target in ("sqlite", "spark"):
-        run_cli(
+        recsys(
             [
-                str(BIN / "recsys"),
                 "train",
                 "--target",
                 target,
@@ -123,8 +122,8 @@ def test_spark_builds_the_same_features_as_sqlite(tmp_path):
     assert builds["spark"] != builds["sqlite"]  # each run read its own engine's build
     for name in ("test", "baselines"):
         assert_same_numbers(metrics["spark"][name], metrics["sqlite"][name], name)
-    refused = run_cli(
-        [str(BIN / "recsys"), "score", "--target", "spark", "--run", str(runs["spark"])],
+    refused = recsys(
+        ["score", "--target", "spark", "--run", str(runs["spark"])],
         data,
         check=False,
         DBT_TARGET_PATH=str(tmp_path / "target-spark"),
