@@ -4,8 +4,10 @@
   standardised numerics, into an MLP; plus an optional explicit interaction
   (user . item dot product, or a factorisation machine over all fields).
 - Wide (Cheng et al. 2016, "Wide & Deep"): one weight per categorical value,
-  per numeric, and per pair of values of two attribute columns (the crosses),
-  added straight to the logit. Additive and pairwise effects (an age band that
+  per numeric, per pair of values of two attribute columns (the crosses), and
+  per value of a categorical times a numeric declared ``crossed_with`` it (the
+  user's history in a category slot, per candidate category), added straight
+  to the logit. Additive and pairwise effects (an age band that
   likes a category) are learned in one step there; an MLP over concatenated
   embeddings learns them slowly and overfits the ids first.
 
@@ -53,6 +55,7 @@ class CTRModel(nn.Module):
         wide: bool = True,
         crosses: list[tuple[int, int]] | None = None,
         deep_ids: bool = False,
+        numeric_crosses: list[tuple[int, int]] | None = None,
     ) -> None:
         super().__init__()
         self.n_fields = len(cardinalities)
@@ -83,6 +86,18 @@ class CTRModel(nn.Module):
             nn.init.zeros_(self.first_order.weight)
             self.numeric_linear = nn.Linear(numeric_width, 1, bias=False)
             nn.init.zeros_(self.numeric_linear.weight)
+        # (categorical field, numeric column) pairs: a weight per value of the field,
+        # times the numeric. Registered only when there are any, so checkpoints of
+        # models without them keep their state's keys.
+        pairs = list(numeric_crosses or []) if wide else []
+        self.numeric_cross: nn.Embedding | None = None
+        if pairs:
+            rows = torch.tensor([0, *(cardinalities[f] for f, _ in pairs)]).cumsum(0)
+            self.register_buffer("numeric_cross_field", torch.tensor([f for f, _ in pairs]))
+            self.register_buffer("numeric_cross_column", torch.tensor([c for _, c in pairs]))
+            self.register_buffer("numeric_cross_offsets", rows[:-1])
+            self.numeric_cross = nn.Embedding(int(rows[-1]), 1)
+            nn.init.zeros_(self.numeric_cross.weight)
 
         # Entity ids enter the MLP only when asked (``deep_ids``): there they memorise
         # the training rows in the second epoch (Zhang et al. 2022); in the wide path
@@ -107,7 +122,7 @@ class CTRModel(nn.Module):
         fields = _lookup(self.embedding, index[:, self.deep_fields])  # [batch, fields, dim]
         logit = self.mlp(torch.cat([fields.flatten(1), numeric], dim=1)).squeeze(1)
         if self.wide:
-            logit = logit + self._wide(categorical, index) + self.numeric_linear(numeric).squeeze(1)
+            logit = logit + self._wide(categorical, index, numeric)
         if self.interaction == "dot":
             user = _lookup(self.embedding, index[:, self.user_slot])
             item = _lookup(self.embedding, index[:, self.item_slot])
@@ -118,8 +133,24 @@ class CTRModel(nn.Module):
             logit = logit + 0.5 * (square_of_sum - sum_of_squares).sum(1)
         return logit
 
-    def _wide(self, categorical: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return _lookup(self.first_order, self.wide_index(categorical, index)).sum((1, 2))
+    def _wide(
+        self, categorical: torch.Tensor, index: torch.Tensor, numeric: torch.Tensor
+    ) -> torch.Tensor:
+        logit = _lookup(self.first_order, self.wide_index(categorical, index)).sum((1, 2))
+        logit = logit + self.numeric_linear(numeric).squeeze(1)
+        if self.numeric_cross is not None:
+            rows, values = self.numeric_cross_terms(categorical, numeric)
+            weights = _lookup(self.numeric_cross, rows).squeeze(2)
+            logit = logit + (weights * values).sum(1)
+        return logit
+
+    def numeric_cross_terms(
+        self, categorical: torch.Tensor, numeric: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows of ``numeric_cross`` each row uses, one per pair, and the numerics
+        they multiply."""
+        rows = categorical[:, self.numeric_cross_field].long() + self.numeric_cross_offsets
+        return rows, numeric[:, self.numeric_cross_column]
 
     def wide_index(self, categorical: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Rows of ``first_order`` that each row's wide logit sums: one per field
@@ -135,6 +166,8 @@ class CTRModel(nn.Module):
         if self.wide:
             self.first_order.weight.requires_grad_(False)
             self.numeric_linear.weight.requires_grad_(False)
+            if self.numeric_cross is not None:
+                self.numeric_cross.weight.requires_grad_(False)
 
     def probability(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         """Calibrated click probability (what evaluation and serving use)."""
@@ -154,6 +187,8 @@ class CTRModel(nn.Module):
         groups: dict[str, list[nn.Parameter]] = {"embedding": [self.embedding.weight]}
         if self.wide and self.first_order.weight.requires_grad:
             groups["wide"] = [self.first_order.weight]
+            if self.numeric_cross is not None:
+                groups["wide"].append(self.numeric_cross.weight)
         taken = {id(p) for ps in groups.values() for p in ps}
         groups["dense"] = [p for p in self.parameters() if id(p) not in taken and p.requires_grad]
         return groups
@@ -185,6 +220,7 @@ def build_model(
         wide=config.wide != "off",
         crosses=attribute_crosses(spec, slots) if config.wide == "crosses" else [],
         deep_ids=config.deep_ids,
+        numeric_crosses=numeric_crosses(spec, slots),
     )
 
 
@@ -203,6 +239,14 @@ def attribute_crosses(spec: FeatureSpec, slots: list[tuple[str, int]]) -> list[t
         for b in fields[i + 1 :]
         if slots[a][1] * slots[b][1] <= MAX_CROSS_CELLS
     ]
+
+
+def numeric_crosses(spec: FeatureSpec, slots: list[tuple[str, int]]) -> list[tuple[int, int]]:
+    """(categorical field, numeric column) of each numeric declared ``crossed_with`` a
+    categorical in the dbt YAML."""
+    fields = [name for name, _ in slots]
+    columns = [f.name for f in spec.numeric]
+    return [(fields.index(c), columns.index(n)) for c, n in spec.numeric_crosses()]
 
 
 @torch.inference_mode()

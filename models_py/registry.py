@@ -34,6 +34,7 @@ class FeatureColumn:
     transform: str | None = None  # log1p | log | logit (models_py.data.transform_values)
     nullable: bool = False
     serving_value: Any = None  # value used when scoring candidates (context features)
+    crossed_with: str | None = None  # numeric: a categorical it is crossed with (wide path)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,17 @@ class FeatureSpec:
     @property
     def groups(self) -> list[str]:
         return sorted({f.group for f in self.features})
+
+    def numeric_crosses(self) -> list[tuple[str, str]]:
+        """(categorical, numeric) pairs the wide path crosses: one weight per value of
+        the categorical, times the numeric. A cross whose categorical is not in the
+        spec (its group dropped) is left out."""
+        categorical = {f.name for f in self.categorical}
+        return [
+            (f.crossed_with, f.name)
+            for f in self.numeric
+            if f.crossed_with is not None and f.crossed_with in categorical
+        ]
 
     def entity_column(self, entity: str) -> str | None:
         return next((f.name for f in self.features if f.entity == entity), None)
@@ -166,6 +178,13 @@ def load_spec(manifest_path: Path, model: str = FEATURE_MODEL) -> FeatureSpec:
             f"the dbt YAML of {model} declares no feature columns "
             f"(meta.role: feature): nothing to learn from"
         )
+    categorical = {f.name for f in features if f.type == "categorical"}
+    for feature in features:
+        if feature.crossed_with is not None and feature.crossed_with not in categorical:
+            raise UserError(
+                f"column {model}.{feature.name}: meta.crossed_with names "
+                f"{feature.crossed_with!r}, which is not a categorical feature of {model}"
+            )
     if unregistered:  # only for a usable spec: an error is the one line to read
         warnings.warn(
             f"{model}: columns without meta.role in the dbt YAML are ignored: "
@@ -201,6 +220,12 @@ def _feature(model: str, name: str, meta: dict[str, Any]) -> FeatureColumn:
     entity = meta.get("entity")
     if entity not in (None, "user", "item"):
         raise UserError(f"column {model}.{name}: meta.entity must be user or item, got {entity!r}")
+    crossed_with = meta.get("crossed_with")
+    if crossed_with is not None and (kind != "numeric" or not isinstance(crossed_with, str)):
+        raise UserError(
+            f"column {model}.{name}: meta.crossed_with names a categorical column and "
+            f"is for numeric features, got {crossed_with!r} on a {kind} feature"
+        )
     return FeatureColumn(
         name,
         kind,
@@ -209,6 +234,7 @@ def _feature(model: str, name: str, meta: dict[str, Any]) -> FeatureColumn:
         transform,
         bool(meta.get("nullable")),
         meta.get("serving_value"),
+        crossed_with,
     )
 
 
@@ -296,6 +322,26 @@ def _latest_build(conn: Any, warehouse: Warehouse, table: str) -> tuple[str, int
         [table],
     ).fetchone()
     return (row[0], int(row[1])) if row else None
+
+
+SLOTS_TABLE = "category_history_slots"
+SLOT_COLUMN_PREFIX = "user_slot_"  # the slot columns (dbt macro category_slot_name)
+
+
+def category_slots(warehouse: Warehouse) -> list[str] | None:
+    """The item categories of the users' history slots (the ``user_slot_NN_*``
+    columns), in slot order; None when the warehouse has no such mart (a build from
+    before it). A run stores them: slot 3 must mean the same category when served."""
+    conn = warehouse.connect()
+    try:
+        if _table_columns(conn, warehouse, SLOTS_TABLE) is None:
+            return None
+        rows = conn.execute(
+            f"select category, slot from {warehouse.qualified(SLOTS_TABLE)} order by slot"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [str(category) for category, _ in rows]
 
 
 def build_vars(warehouse: Warehouse, table: str, build_id: str) -> dict[str, Any] | None:

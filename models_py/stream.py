@@ -92,9 +92,10 @@ def fit_encoders(
     seed: int,
 ) -> Encoders:
     """The encoders of the training rows ``train``: vocabularies, standardisation
-    and quantile bucket edges, read from the column cache chunk by chunk, so the
-    training split is never loaded whole. Both paths fit with it (a frame in
-    memory is read from the same cache). Edges come from a seeded sample of up to
+    and quantile bucket edges (none for a numeric ``crossed_with`` a categorical),
+    read from the column cache chunk by chunk, so the training split is never
+    loaded whole. Both paths fit with it (a frame in memory is read from the same
+    cache). Edges come from a seeded sample of up to
     QUANTILE_SAMPLE training rows."""
     in_train = np.zeros(store.rows, dtype=bool)
     in_train[train] = True
@@ -129,7 +130,11 @@ def fit_encoders(
         mean = total / n if n else 0.0
         std = np.sqrt(max(squares / n - mean * mean, 0.0)) if n else 1.0
         stats[feature.name] = standardisation(n, mean, std)
-        edges[feature.name] = bucket_edges(np.concatenate(samples[feature.name]), numeric_buckets)
+        # a numeric crossed with a categorical is learned per value of it in the
+        # wide path; its buckets cost an embedded field each for nothing measured
+        # (docs/experiments.md), so it is not bucketed
+        buckets = numeric_buckets if feature.crossed_with is None else 0
+        edges[feature.name] = bucket_edges(np.concatenate(samples[feature.name]), buckets)
     return Encoders(vocabularies, stats, edges)
 
 

@@ -58,7 +58,8 @@ class WideFit:
 
 class _Design:
     """The wide logit as a linear function: a sparse column per ``first_order`` row
-    (1 where a row uses that weight), the encoded numerics, and the bias."""
+    (1 where a row uses that weight), then per ``numeric_cross`` row (the numeric
+    it multiplies), the encoded numerics, and the bias."""
 
     def __init__(self, model: CTRModel, data: Encoded) -> None:
         with torch.no_grad():
@@ -71,6 +72,26 @@ class _Design:
             shape=(rows, self.weights),
         )
         self.numeric = data.numeric.cpu().numpy().astype(np.float64)
+        if model.numeric_cross is not None:
+            with torch.no_grad():
+                cross, values = model.numeric_cross_terms(categorical, data.numeric.cpu())
+            pairs = cross.shape[1]
+            cross_weights = model.numeric_cross.weight.shape[0]
+            self.onehot = sparse.hstack(
+                [
+                    self.onehot,
+                    sparse.csr_matrix(
+                        (
+                            values.numpy().astype(np.float64).ravel(),
+                            cross.numpy().ravel(),
+                            np.arange(0, rows * pairs + 1, pairs),
+                        ),
+                        shape=(rows, cross_weights),
+                    ),
+                ],
+                format="csr",
+            )
+            self.weights += cross_weights
         self.label = data.label.cpu().numpy().astype(np.float64)
 
     def logit(self, theta: np.ndarray) -> np.ndarray:
@@ -103,9 +124,12 @@ def fit_wide(
     """Fit the model's wide weights and output bias; leave the best strength's fit in place."""
     started = time.perf_counter()
     fit_rows, check_rows = _Design(model, train), _Design(model, validation)
+    sparse_weights = [model.first_order.weight]
+    if model.numeric_cross is not None:
+        sparse_weights.append(model.numeric_cross.weight)
     theta = np.concatenate(
         [
-            model.first_order.weight.detach().cpu().numpy().ravel(),
+            *(w.detach().cpu().numpy().ravel() for w in sparse_weights),
             model.numeric_linear.weight.detach().cpu().numpy().ravel(),
             model.mlp[-1].bias.detach().cpu().numpy(),
         ]
@@ -131,7 +155,12 @@ def fit_wide(
             break  # weaker L2 from here on only overfits more
     w, v, b = fit_rows.split(best_theta)
     with torch.no_grad():
-        model.first_order.weight.copy_(torch.from_numpy(w).view_as(model.first_order.weight))
+        for weight, values in zip(
+            sparse_weights,
+            np.split(w, np.cumsum([p.shape[0] for p in sparse_weights])[:-1]),
+            strict=True,
+        ):
+            weight.copy_(torch.from_numpy(values).view_as(weight))
         model.numeric_linear.weight.copy_(torch.from_numpy(v).view_as(model.numeric_linear.weight))
         model.mlp[-1].bias.fill_(b)
     return WideFit(best_l2, best_auc, evaluations, time.perf_counter() - started)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import torch
 
+from models_py import metrics
 from models_py.config import TrainConfig, auto_batch_size
-from models_py.model import CTRModel, attribute_crosses
+from models_py.data import Encoded
+from models_py.model import CTRModel, attribute_crosses, numeric_crosses
 from models_py.registry import FeatureColumn, FeatureSpec
 from models_py.train import make_optimizers
+from models_py.wide_fit import fit_wide
 
 SPEC = FeatureSpec(
     "fct",
@@ -93,6 +96,42 @@ def test_the_wide_path_learns_a_pairwise_cross_the_mlp_alone_would_need_to_find(
             opt.step()
     p = model.probability(categorical, numeric)
     assert ((p > 0.5).float() == label).float().mean() > 0.99
+
+
+def test_a_numeric_declared_crossed_with_a_categorical_is_crossed_with_its_field():
+    slot = FeatureColumn("user_slot_01_coec", "numeric", "slots", crossed_with="category")
+    spec = FeatureSpec(SPEC.table, "interaction_id", "event_ts", "clicked", (*SPEC.features, slot))
+    assert numeric_crosses(spec, SLOTS) == [(3, 1)]  # category field, second numeric
+    # with the category's group dropped the cross goes, the numeric stays
+    dropped = spec.without_groups(["item_profile"])
+    assert numeric_crosses(dropped, [s for s in SLOTS if s[0] != "category"]) == []
+    assert "user_slot_01_coec" in [f.name for f in dropped.numeric]
+
+
+def test_the_wide_fit_learns_how_a_numeric_moves_each_category():
+    """Labels from x times a per-category sign: x and the category alone say
+    nothing (each is independent of the label on average); one weight per
+    category times x says all."""
+
+    def data(seed: int, n: int = 6000) -> Encoded:
+        g = torch.Generator().manual_seed(seed)
+        categorical = torch.zeros(n, 5, dtype=torch.int32)
+        categorical[:, 3] = torch.randint(1, 21, (n,), generator=g).to(torch.int32)
+        x = torch.randn(n, 1, generator=g)
+        sign = torch.where(torch.arange(21) % 2 == 0, 2.0, -2.0)
+        p = torch.sigmoid(x[:, 0] * sign[categorical[:, 3].long()])
+        return Encoded(categorical, x, torch.bernoulli(p, generator=g))
+
+    train, validation, test = data(0), data(1), data(2)
+    aucs = {}
+    for crossed in (False, True):
+        model = _model(crosses=[], numeric_crosses=[(3, 0)] if crossed else None)
+        fit_wide(model, train, validation, log=False)
+        with torch.no_grad():
+            logit = model(test.categorical, test.numeric)
+        aucs[crossed] = metrics.auc(test.label.numpy(), logit.numpy())
+    assert aucs[False] < 0.55
+    assert aucs[True] > 0.75
 
 
 def test_ids_enter_the_mlp_only_when_asked():
