@@ -39,6 +39,7 @@ def _without(data: Prepared, config: TrainConfig, group: str | None) -> Prepared
         data.build_id,
         data.encoders,
         data.feature_vars,
+        data.category_slots,
     )
 
 

@@ -73,6 +73,11 @@ class Restored:
         return self.payload.get("feature_vars")
 
     @property
+    def category_slots(self) -> list[str] | None:
+        """The categories of the history slots, in slot order (None: a run from before)."""
+        return self.payload.get("category_slots")
+
+    @property
     def state(self) -> dict[str, Any]:
         return self.payload["state"]
 

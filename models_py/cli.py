@@ -272,6 +272,7 @@ def _new_run(workspace: Workspace, config: TrainConfig, data: Prepared, dist: Di
             "features": data.spec.to_dict(),
             "feature_build": data.build_id,
             "feature_vars": data.feature_vars,
+            "category_slots": data.category_slots,
         },
     )
     print(

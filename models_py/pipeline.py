@@ -18,7 +18,13 @@ from models_py.data import (
     encode,
     time_split,
 )
-from models_py.registry import FeatureSpec, build_vars, check_features_ready, load_spec
+from models_py.registry import (
+    FeatureSpec,
+    build_vars,
+    category_slots,
+    check_features_ready,
+    load_spec,
+)
 from models_py.store import open_store
 from models_py.stream import StoreFrame, StreamedBatches, fit_encoders
 from models_py.warehouse import Warehouse
@@ -42,6 +48,7 @@ class Prepared:
     train_label_rate: float  # click rate of train_rows: where the model's output starts
     build_id: str  # the dbt invocation that built the feature table (feature_builds)
     feature_vars: dict[str, Any] | None  # that build's dbt vars (None: logged before them)
+    category_slots: list[str] | None  # the categories of the history slots, in slot order
 
 
 def load_checked_spec(workspace: Workspace) -> tuple[FeatureSpec, str]:
@@ -99,6 +106,7 @@ def prepare(
     warehouse = workspace.warehouse
     full_spec, build_id = load_checked_spec(workspace)
     feature_vars = build_vars(warehouse, full_spec.table, build_id)
+    slots = category_slots(warehouse)
     if spec is None:
         spec = full_spec.without_groups(config.drop_groups)
     store = open_store(warehouse, full_spec, build_id, workspace.cache_dir)
@@ -118,7 +126,16 @@ def prepare(
     if not streaming:
         frame = FeatureFrame.from_store(store, full_spec.columns())
         return with_inputs(
-            warehouse, spec, frame, split, train_rows, config, build_id, encoders, feature_vars
+            warehouse,
+            spec,
+            frame,
+            split,
+            train_rows,
+            config,
+            build_id,
+            encoders,
+            feature_vars,
+            slots,
         )
 
     config = config.for_rows(len(train_rows))
@@ -144,6 +161,7 @@ def prepare(
         rate,
         build_id,
         feature_vars,
+        slots,
     )
 
 
@@ -157,6 +175,7 @@ def with_inputs(
     build_id: str,
     encoders: Encoders,
     feature_vars: dict[str, Any] | None,
+    slots: list[str] | None,
 ) -> Prepared:
     """Encode the three splits for ``spec`` in memory with ``encoders`` (fitted on
     the training split; entries for features outside ``spec`` are not used)."""
@@ -182,4 +201,5 @@ def with_inputs(
         rate,
         build_id,
         feature_vars,
+        slots,
     )

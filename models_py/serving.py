@@ -23,7 +23,7 @@ from models_py.config import TrainConfig
 from models_py.data import Encoders, encode
 from models_py.model import CTRModel, predict
 from models_py.pipeline import load_checked_spec
-from models_py.registry import FeatureSpec
+from models_py.registry import SLOT_COLUMN_PREFIX, SLOTS_TABLE, FeatureSpec, category_slots
 from models_py.warehouse import Warehouse, quote_identifier
 from models_py.workspace import Workspace
 from recsys_core.errors import UserError
@@ -91,6 +91,7 @@ def load_scorer(workspace: Workspace, run_dir: Path, suffix: str = "") -> Scorer
     warehouse = workspace.warehouse
     # the same gate as training: no serving from a failed, missing or stale build
     load_checked_spec(workspace)
+    _check_same_slots(spec, restored.category_slots, category_slots(warehouse), run_dir.name)
     conn = warehouse.connect()
     try:
         tables = [
@@ -119,6 +120,34 @@ def load_scorer(workspace: Workspace, run_dir: Path, suffix: str = "") -> Scorer
         items,
         user_categories,
     )
+
+
+def _check_same_slots(
+    spec: FeatureSpec, trained: list[str] | None, current: list[str] | None, run: str
+) -> None:
+    """Refuse a run whose category slots meant other categories than the warehouse's
+    now: its slot weights would be applied to another category's history."""
+    if not any(f.name.startswith(SLOT_COLUMN_PREFIX) for f in spec.features) or trained == current:
+        return
+    changed = next(
+        (
+            slot + 1
+            for slot in range(max(len(trained or []), len(current or [])))
+            if (trained or [])[slot : slot + 1] != (current or [])[slot : slot + 1]
+        ),
+        1,
+    )
+    raise UserError(
+        f"{run} was trained with category slot {changed} meaning "
+        f"{_slot(trained, changed)}, but the warehouse's {SLOTS_TABLE} now says "
+        f"{_slot(current, changed)}: train a new run on these features"
+    )
+
+
+def _slot(categories: list[str] | None, slot: int) -> str:
+    if categories is None:
+        return "nothing (no slot table)"
+    return repr(categories[slot - 1]) if slot <= len(categories) else "no category"
 
 
 def _check_servable(spec: FeatureSpec, marts: list[pd.DataFrame]) -> None:

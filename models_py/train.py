@@ -376,6 +376,7 @@ def _checkpoint(
     payload = {
         "feature_build": data.build_id,
         "feature_vars": data.feature_vars,
+        "category_slots": data.category_slots,
         "model": model.state_dict(),
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
         "state": dict(state.__dict__),

@@ -169,6 +169,19 @@ def test_a_manifest_without_feature_meta_is_refused(built_world, tmp_path):
     assert "must mark exactly one column with meta.role: id" in one_error_line(result)
 
 
+def test_a_cross_with_a_column_that_is_not_a_categorical_feature_is_refused(built_world, tmp_path):
+    def cross_with_nothing(manifest: dict) -> None:
+        node = manifest["nodes"]["model.recsys.fct_impression_features"]
+        for attribute in node["config"]["meta"]["attributes"]:
+            if attribute.get("crossed_with"):
+                attribute["crossed_with"] = "user_ctr"
+
+    result = _train_on_edited_manifest(built_world, tmp_path, cross_with_nothing)
+    assert "meta.crossed_with names 'user_ctr', which is not a categorical feature" in (
+        one_error_line(result)
+    )
+
+
 def test_no_dbt_model_reads_the_truth_tables(built_world):
     manifest = json.loads((built_world / "target" / "manifest.json").read_text())
     names = ("click_truth", *TRUTH_TABLES)

@@ -53,6 +53,27 @@ def test_an_unknown_user_gets_a_cold_start_ranking_and_a_notice(built_world, tra
     assert len(result.stdout.strip().splitlines()) == 2 + 3
 
 
+def test_a_run_whose_category_slots_changed_meaning_is_not_served(
+    built_world, trained_run, tmp_path
+):
+    """The slot columns are a user's history per category slot: served against a
+    warehouse whose slots now mean other categories, the run's slot weights would
+    apply to the wrong history, so recommend refuses in one line."""
+    world = copy_world(built_world, tmp_path / "world", runs=True)
+    with sqlite3.connect(world / "warehouse.db") as conn:
+        first, second = conn.execute(
+            "select category from category_history_slots where slot in (1, 2) order by slot"
+        ).fetchall()
+        conn.execute("update category_history_slots set slot = 3 - slot where slot in (1, 2)")
+    result = recsys(["recommend", "--user", str(_heavy_clicker(world))], world, check=False)
+    assert result.returncode == 2
+    assert (
+        f"was trained with category slot 1 meaning {first[0]!r}, but the warehouse's "
+        f"category_history_slots now says {second[0]!r}: train a new run"
+    ) in result.stderr
+    assert recsys(["recommend", "--user", "1"], built_world).returncode == 0
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

@@ -12,7 +12,8 @@
 {% endmacro %}
 
 {#- The attributes as registry entries for the feature mart's meta: every field
-    models_py needs, with the group defaulting to the entity's profile. -#}
+    models_py needs, with the group defaulting to the entity's profile; then the
+    category slot columns (category_slot_features). -#}
 {% macro feature_attributes() %}
     {% set defaults = {'user': 'user_profile', 'item': 'item_profile', 'context': 'context'} %}
     {% set entries = [] %}
@@ -33,7 +34,8 @@
             {% do entries.append(entry) %}
         {% endfor %}
     {% endfor %}
-    {{ return(entries) }}
+    {#- and the per-category history slots, whose count is a var too -#}
+    {{ return(entries + category_slot_features()) }}
 {% endmacro %}
 
 {#- Parse a raw attribute by its declared type: numeric to double (NULL when

@@ -1,8 +1,9 @@
 -- One row per staged impression: its histories (int_impression_history), the
 -- click rate expected of it from its item alone (the item's smoothed CTR over
 -- strictly earlier events), and how many clicks the user was expected to make
--- over the user's own strictly earlier impressions, overall and on this item's
--- category. Clicks over expected clicks (COEC) corrects a user's history for
+-- over the user's own strictly earlier impressions, overall, on this item's
+-- category, and on each category slot (category_history_slots) with the clicks
+-- there. Clicks over expected clicks (COEC) corrects a user's history for
 -- what the user was shown: a user shown popular items clicks more without
 -- liking them more.
 --
@@ -45,6 +46,7 @@ exposure as (
         coalesce(sum(item_ctr) over user_prior, 0.0) as user_prior_expected_clicks,
         coalesce(sum(item_ctr) over user_category_prior, 0.0)
             as user_category_prior_expected_clicks
+        {{- category_slot_sums('user_prior') }}
     from history_with_item_ctr
     window
         user_prior as (

@@ -23,9 +23,12 @@ impressions as (
 items as (
 
     select
-        item_id,
-        category
-    from {{ ref('stg_items') }}
+        stg_items.item_id,
+        stg_items.category,
+        slots.slot as category_slot
+    from {{ ref('stg_items') }} as stg_items
+    left join {{ ref('category_history_slots') }} as slots
+        on stg_items.category = slots.category
 
 ),
 
@@ -37,7 +40,8 @@ impressions_with_category as (
         impressions.item_id,
         impressions.event_ts,
         impressions.clicked,
-        items.category
+        items.category,
+        items.category_slot
         {{- attribute_columns('context', 'impressions') }}
     from impressions
     inner join items on impressions.item_id = items.item_id
@@ -52,7 +56,8 @@ history as (
         item_id,
         event_ts,
         clicked,
-        category
+        category,
+        category_slot
         {{- attribute_columns('context') }},
 
         count(*) over user_prior as user_prior_impressions,

@@ -3,7 +3,8 @@
 -- beside this file is the feature registry: each column's meta says its role,
 -- type and group, and the Python package reads it from the dbt manifest. The
 -- data set's attribute columns (vars.datasets in dbt_project.yml) are
--- registered through this model's meta instead, set here at parse time.
+-- registered through this model's meta instead, set here at parse time, and so
+-- are the per-category history slots (their count is a var).
 {{ config(meta={'attributes': feature_attributes()}) }}
 
 with
@@ -70,6 +71,7 @@ features as (
         impressions.user_category_prior_expected_clicks,
         {{ coec('impressions.user_category_prior_clicks',
                 'impressions.user_category_prior_expected_clicks') }} as user_category_coec
+        {{- category_slot_coecs('impressions') }}
 
     from history as impressions
     inner join users on impressions.user_id = users.user_id

@@ -33,6 +33,7 @@ user_totals as (
         sum(item_ctr) as user_prior_expected_clicks,
         max(event_ts) as user_last_impression_ts,
         max(case when clicked = 1 then event_ts end) as user_last_click_ts
+        {{- category_slot_sums() }}
     from impressions
     group by user_id
 
@@ -57,6 +58,7 @@ final as (
             as user_seconds_since_last_impression,
         {{ seconds_since('as_of.as_of_ts', 'user_totals.user_last_click_ts') }}
             as user_seconds_since_last_click
+        {{- category_slot_coecs('user_totals') }}
     from users
     cross join as_of
     left join user_totals on users.user_id = user_totals.user_id
