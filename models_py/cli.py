@@ -270,9 +270,7 @@ def _new_run(workspace: Workspace, config: TrainConfig, data: Prepared, dist: Di
         {
             "config": config.to_dict(),
             "features": data.spec.to_dict(),
-            "feature_build": data.build_id,
-            "feature_vars": data.feature_vars,
-            "category_slots": data.category_slots,
+            **data.build_record(),
         },
     )
     print(

@@ -50,6 +50,15 @@ class Prepared:
     feature_vars: dict[str, Any] | None  # that build's dbt vars (None: logged before them)
     category_slots: list[str] | None  # the categories of the history slots, in slot order
 
+    def build_record(self) -> dict[str, Any]:
+        """Which feature build a run trained on, as its checkpoints and config.json
+        record it (read back by models_py.checkpoint.Restored)."""
+        return {
+            "feature_build": self.build_id,
+            "feature_vars": self.feature_vars,
+            "category_slots": self.category_slots,
+        }
+
 
 def load_checked_spec(workspace: Workspace) -> tuple[FeatureSpec, str]:
     """The feature spec and the build id of the table, once the build is checked."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -129,25 +130,19 @@ def _check_same_slots(
     now: its slot weights would be applied to another category's history."""
     if not any(f.name.startswith(SLOT_COLUMN_PREFIX) for f in spec.features) or trained == current:
         return
-    changed = next(
-        (
-            slot + 1
-            for slot in range(max(len(trained or []), len(current or [])))
-            if (trained or [])[slot : slot + 1] != (current or [])[slot : slot + 1]
-        ),
-        1,
-    )
+    pairs = enumerate(zip_longest(trained or [], current or []), start=1)
+    slot, was, now = next(((s, a, b) for s, (a, b) in pairs if a != b), (1, None, None))
     raise UserError(
-        f"{run} was trained with category slot {changed} meaning "
-        f"{_slot(trained, changed)}, but the warehouse's {SLOTS_TABLE} now says "
-        f"{_slot(current, changed)}: train a new run on these features"
+        f"{run} was trained with category slot {slot} meaning "
+        f"{_slot(trained, was)}, but the warehouse's {SLOTS_TABLE} now says "
+        f"{_slot(current, now)}: train a new run on these features"
     )
 
 
-def _slot(categories: list[str] | None, slot: int) -> str:
+def _slot(categories: list[str] | None, category: str | None) -> str:
     if categories is None:
         return "nothing (no slot table)"
-    return repr(categories[slot - 1]) if slot <= len(categories) else "no category"
+    return repr(category) if category is not None else "no category"
 
 
 def _check_servable(spec: FeatureSpec, marts: list[pd.DataFrame]) -> None:

@@ -374,9 +374,7 @@ def _checkpoint(
     holds all a resume needs (``_resume``) and all a command needs to restore the
     run (``checkpoint.restore``)."""
     payload = {
-        "feature_build": data.build_id,
-        "feature_vars": data.feature_vars,
-        "category_slots": data.category_slots,
+        **data.build_record(),
         "model": model.state_dict(),
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
         "state": dict(state.__dict__),
