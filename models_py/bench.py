@@ -219,6 +219,14 @@ def bench_size(impressions: int, root: Path, repeats: int) -> dict[str, Any]:
     out["test_auc"] = metrics["test"]["auc"]
     out["oracle_auc"] = metrics.get("oracle", {}).get("auc")
     out["share_of_oracle_lift"] = metrics.get("share_of_oracle_lift")
+
+    # Last, as it changes the world: the next day arrives, and a nightly build
+    # appends its features on each engine (incremental), against the full builds.
+    _run([sys.executable, "-m", "seeds_gen", "append", "--days", "1"], env)
+    for engine in ("duckdb", "sqlite"):
+        seconds = _run([str(BIN / "dbt"), "build", "--target", engine], env)
+        out[f"dbt_incremental_{engine}_s"] = seconds
+        out[f"dbt_incremental_{engine}_share"] = seconds / out[f"dbt_build_{engine}_s"]
     shutil.rmtree(target, ignore_errors=True)
     return out
 

@@ -57,6 +57,23 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     csv.add_argument("--data-dir", default=None, help="default: $RECSYS_DATA_DIR or ./data")
 
+    append = sub.add_parser(
+        "append",
+        help="append the next day(s) of a synthetic world to raw.db (for incremental builds)",
+    )
+    append.add_argument("--days", type=int, default=1)
+    append.add_argument(
+        "--impressions-per-day", type=int, default=None, help="default: the world's mean"
+    )
+    append.add_argument("--seed", type=int, default=42)
+    append.add_argument(
+        "--slate-size",
+        type=int,
+        default=1,
+        help="impressions per request, shown to one user in one second (1 to 10)",
+    )
+    append.add_argument("--data-dir", default=None, help="default: $RECSYS_DATA_DIR or ./data")
+
     parquet = sub.add_parser(
         "parquet", help="copy raw.db's tables to <data dir>/raw_parquet/ (for the Spark target)"
     )
@@ -106,6 +123,28 @@ def run_csv(args: argparse.Namespace) -> None:
             )
     _next_step("csv", target.parent)
     _report_suspects(imported.suspect_rows, imported.problems, "interactions with bad values")
+
+
+def run_append(args: argparse.Namespace) -> None:
+    from seeds_gen.append import append_days
+    from seeds_gen.synthetic import N_POSITIONS
+
+    _positive("days", args.days)
+    if args.impressions_per_day is not None:
+        _positive("impressions-per-day", args.impressions_per_day)
+    if not 1 <= args.slate_size <= N_POSITIONS:
+        raise UserError(f"--slate-size must be between 1 and {N_POSITIONS}, got {args.slate_size}")
+    target = paths.raw_db_path(args.data_dir)
+    started = time.perf_counter()
+    appended = append_days(target, args.days, args.seed, args.impressions_per_day, args.slate_size)
+    first = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(appended.first_ts))
+    last = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(appended.last_ts))
+    print(
+        f"appended to {target}: {appended.impressions:,} impressions "
+        f"({appended.clicks:,} clicks) from {first} to {last} UTC in "
+        f"{time.perf_counter() - started:.1f}s"
+    )
+    print("next: dbt build (incremental: processes the new rows and the carried totals)")
 
 
 def run_parquet(args: argparse.Namespace) -> None:
@@ -192,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "synthetic": run_synthetic,
         "movielens": run_movielens,
         "csv": run_csv,
+        "append": run_append,
         "parquet": run_parquet,
     }
 

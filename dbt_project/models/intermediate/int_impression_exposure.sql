@@ -9,11 +9,25 @@
 --
 -- Each expected rate uses only events before its own impression, and the sums
 -- use range frames ending 1 s before this one, so no same-second event counts.
+--
+-- Incremental (incremental_features.sql): a nightly build sums over the new
+-- rows alone (all after the last built second) and adds the carried totals of
+-- each new row's user and user x category over earlier history.
+{{ config(
+    materialized=feature_materialization(),
+    upstream_feature_model='int_impression_history',
+) }}
+{%- set plan = feature_build_plan() %}
+{%- set carried = plan['incremental'] %}
+
 with
 
 history as (
 
     select * from {{ ref('int_impression_history') }}
+    {%- if carried %}
+    where event_ts > {{ plan['cutoff_ts'] }}
+    {%- endif %}
 
 ),
 
@@ -39,24 +53,62 @@ history_with_item_ctr as (
 
 ),
 
+{%- if carried %}
+
+carried_users as (
+
+    select
+        user_id as carried_user_id,
+        sum(item_ctr) as carried_expected_clicks
+        {{- category_slot_sums() }}
+    from {{ this }}
+    where user_id in (select user_id from history)
+    group by user_id
+
+),
+
+carried_user_categories as (
+
+    select
+        user_id as carried_user_id,
+        category as carried_category,
+        sum(item_ctr) as carried_expected_clicks
+    from {{ this }}
+    where user_id in (select user_id from history)
+    group by user_id, category
+
+),
+{%- endif %}
+
 exposure as (
 
     select
-        *,
-        coalesce(sum(item_ctr) over user_prior, 0.0) as user_prior_expected_clicks,
-        coalesce(sum(item_ctr) over user_category_prior, 0.0)
+        history_with_item_ctr.*,
+        coalesce(sum(history_with_item_ctr.item_ctr) over user_prior, 0.0)
+        {%- if carried %} + coalesce(carried_users.carried_expected_clicks, 0.0){% endif %}
+            as user_prior_expected_clicks,
+        coalesce(sum(history_with_item_ctr.item_ctr) over user_category_prior, 0.0)
+        {%- if carried %} + coalesce(carried_user_categories.carried_expected_clicks, 0.0){% endif %}
             as user_category_prior_expected_clicks
-        {{- category_slot_sums('user_prior') }}
+        {{- category_slot_sums('user_prior', 'carried_users' if carried else '') }}
     from history_with_item_ctr
+    {%- if carried %}
+    left join carried_users
+        on history_with_item_ctr.user_id = carried_users.carried_user_id
+    left join carried_user_categories
+        on history_with_item_ctr.user_id = carried_user_categories.carried_user_id
+        and history_with_item_ctr.category
+            is not distinct from carried_user_categories.carried_category
+    {%- endif %}
     window
         user_prior as (
-            partition by user_id
-            order by event_ts
+            partition by history_with_item_ctr.user_id
+            order by history_with_item_ctr.event_ts
             range between unbounded preceding and 1 preceding
         ),
         user_category_prior as (
-            partition by user_id, category
-            order by event_ts
+            partition by history_with_item_ctr.user_id, history_with_item_ctr.category
+            order by history_with_item_ctr.event_ts
             range between unbounded preceding and 1 preceding
         )
 

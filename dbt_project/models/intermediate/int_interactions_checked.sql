@@ -3,11 +3,25 @@
 -- know, and every copy but the first of a repeated id. int_interactions and
 -- int_interactions_rejected split this model, so every raw row lands in
 -- exactly one of them.
+--
+-- Incremental (incremental_features.sql): a nightly build judges only the raw
+-- rows after the last judged second; a new row whose id an earlier row already
+-- holds is a duplicate (the earlier copy was clean, or the build is a full one).
+{{ config(
+    materialized=feature_materialization(),
+    inputs_fingerprint='users and items',
+    check_raw_prefix=true,
+) }}
+{%- set plan = feature_build_plan() %}
+
 with
 
 parsed as (
 
     select * from {{ ref('stg_interactions') }}
+    {%- if plan['incremental'] %}
+    where event_ts > {{ plan['cutoff_ts'] }}
+    {%- endif %}
 
 ),
 
@@ -54,6 +68,18 @@ repeated_ids as (
 
 ),
 
+{%- if plan['incremental'] %}
+
+earlier_ids as (
+
+    -- ids that rows judged in earlier builds already hold
+    select distinct interaction_id
+    from {{ this }}
+    where interaction_id in (select interaction_id from parsed)
+
+),
+{%- endif %}
+
 ranked as (
 
     -- Among copies of one id the first clean one (earliest, then by content) is
@@ -61,6 +87,9 @@ ranked as (
     select
         judged.*,
         case
+            {% if plan['incremental'] -%}
+            when earlier_ids.interaction_id is not null then 2
+            {% endif -%}
             when repeated_ids.interaction_id is null then 1
             else row_number() over (
                 partition by judged.interaction_id
@@ -72,6 +101,9 @@ ranked as (
         end as copy_number
     from judged
     left join repeated_ids on judged.interaction_id = repeated_ids.interaction_id
+    {%- if plan['incremental'] %}
+    left join earlier_ids on judged.interaction_id = earlier_ids.interaction_id
+    {%- endif %}
 
 ),
 

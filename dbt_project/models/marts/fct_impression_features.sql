@@ -5,13 +5,23 @@
 -- data set's attribute columns (vars.datasets in dbt_project.yml) are
 -- registered through this model's meta instead, set here at parse time, and so
 -- are the per-category history slots (their count is a var).
-{{ config(meta={'attributes': feature_attributes()}) }}
+-- Incremental (incremental_features.sql): a nightly build appends the rows
+-- after its last built second.
+{{ config(
+    meta={'attributes': feature_attributes()},
+    materialized=feature_materialization(),
+    upstream_feature_model='int_impression_exposure',
+) }}
+{%- set plan = feature_build_plan() %}
 
 with
 
 history as (
 
     select * from {{ ref('int_impression_exposure') }}
+    {%- if plan['incremental'] %}
+    where event_ts > {{ plan['cutoff_ts'] }}
+    {%- endif %}
 
 ),
 

@@ -1,0 +1,297 @@
+{#- Incremental point-in-time builds.
+
+    The history models (int_interactions_checked -> int_interactions ->
+    int_impression_history -> int_impression_exposure -> fct_impression_features)
+    use the materialization `incremental_features`: a nightly `dbt build` after new
+    days of impressions arrive processes only the rows after the last built
+    second, with one carried-over row of totals per key (user, item, user x
+    category, global) standing for all earlier history, and appends them. The
+    result equals a full rebuild (tests/test_incremental_build.py checks it).
+
+    A build is incremental only when appending is exact; otherwise the model is
+    rebuilt in full, and so is everything downstream of it, and the log says why:
+    - the table or its build state is missing, or --full-refresh was given;
+    - the model's SQL or a feature var changed since the table was built;
+    - its inputs changed: the users or items (checked), the category slots (history);
+    - its upstream feature model was rebuilt in full (a new generation);
+    - raw interactions at or before the last built second changed, were added
+      (late data) or removed, or new rows carry no valid time (checked);
+    - a new row repeats the id of an earlier row that was rejected (checked:
+      which copy wins depends on both).
+    Spark builds in full every time. -#}
+
+{#- The build state of the incremental models, one row per table. Created and
+    committed here (an on-run-start hook): the hooks before it may have opened a
+    transaction on this connection, and the models' connections would not see a
+    table created inside it. Emits no SQL. -#}
+{% macro create_feature_build_state() %}
+    {%- if execute -%}
+        {%- set columns = {
+            'relation_name': dbt.type_string(),
+            'generation': dbt.type_string(),
+            'upstream_generation': dbt.type_string(),
+            'code_checksum': dbt.type_string(),
+            'vars_json': dbt.type_string(),
+            'inputs_fingerprint': dbt.type_string(),
+            'built_at_ms': 'bigint',
+            'invocation_id': dbt.type_string(),
+            'appended_after_ts': 'bigint',
+        } -%}
+        {%- call statement('create_feature_build_state', auto_begin=True) -%}
+            create table if not exists {{ target.schema }}.feature_build_state (
+            {%- for name, type in columns.items() %}
+                {{ name }} {{ type }}{{ ',' if not loop.last }}
+            {%- endfor %}
+            )
+        {%- endcall -%}
+        {#- a state table from an older version gets the columns it lacks -#}
+        {%- set state = adapter.get_relation(database=target.database, schema=target.schema,
+                                             identifier='feature_build_state') -%}
+        {%- set present = adapter.get_columns_in_relation(state) | map(attribute='name')
+                          | map('lower') | list if state is not none else columns.keys() | list -%}
+        {%- set missing = [] -%}
+        {%- for name, type in columns.items() if name not in present -%}
+            {%- do missing.append(api.Column(name, type)) -%}
+        {%- endfor -%}
+        {%- if missing -%}
+            {%- do alter_relation_add_remove_columns(state, missing, none) -%}
+        {%- endif -%}
+        {%- do adapter.commit() -%}
+    {%- endif -%}
+{% endmacro %}
+
+{#- The materialization of the history models: incremental_features where the
+    engine supports it, a plain table on Spark. -#}
+{% macro feature_materialization() %}
+    {{ return('table' if target.type == 'spark' else 'incremental_features') }}
+{% endmacro %}
+
+{#- What the model's build would be: {'incremental': bool, 'reason': text,
+    'cutoff_ts': the last built second or none}. Called twice per build (by the
+    model's SQL, which filters to new rows, and by the materialization, which
+    appends instead of replacing): both calls see the same tables. -#}
+{% macro feature_build_plan() %}
+    {%- set full = {'incremental': false, 'cutoff_ts': none} -%}
+    {%- if not execute or model.resource_type != 'model'
+            or config.get('materialized') != 'incremental_features' -%}
+        {%- do full.update({'reason': 'not an incremental build'}) -%}
+        {{ return(full) }}
+    {%- endif -%}
+    {%- if adapter.get_relation(database=this.database, schema=this.schema,
+                                identifier=this.identifier) is none -%}
+        {%- do full.update({'reason': 'first build'}) -%}
+        {{ return(full) }}
+    {%- endif -%}
+    {%- if should_full_refresh() -%}
+        {%- do full.update({'reason': '--full-refresh'}) -%}
+        {{ return(full) }}
+    {%- endif -%}
+    {%- set state = feature_build_state_row(this.identifier) -%}
+    {%- set reason = none -%}
+    {%- if state is none -%}
+        {%- set reason = 'no build state recorded' -%}
+    {%- elif state['code_checksum'] != model.checksum.checksum -%}
+        {%- set reason = "the model's SQL changed" -%}
+    {%- elif state['vars_json'] != incremental_vars_json() -%}
+        {%- set reason = 'feature vars changed' -%}
+    {%- elif state['inputs_fingerprint'] != feature_inputs_fingerprint() -%}
+        {%- set reason = config.get('inputs_fingerprint') ~ ' changed' -%}
+    {%- elif config.get('upstream_feature_model') -%}
+        {%- set upstream = feature_build_state_row(config.get('upstream_feature_model')) -%}
+        {%- if upstream is none or upstream['generation'] != state['upstream_generation'] -%}
+            {%- set reason = config.get('upstream_feature_model') ~ ' was rebuilt in full' -%}
+        {%- endif -%}
+    {%- endif -%}
+    {%- if reason is none -%}
+        {%- set cutoff_ts = run_query(
+                'select max(event_ts) from ' ~ this ~ ' where event_ts is not null'
+            ).columns[0].values()[0] -%}
+        {%- if cutoff_ts is none -%}
+            {%- set reason = 'the table is empty' -%}
+        {%- elif config.get('check_raw_prefix') -%}
+            {%- set reason = raw_prefix_problem(cutoff_ts | int) -%}
+        {%- endif -%}
+    {%- endif -%}
+    {%- if reason is not none -%}
+        {%- do full.update({'reason': reason}) -%}
+        {{ return(full) }}
+    {%- endif -%}
+    {{ return({'incremental': true, 'reason': 'rows after second ' ~ (cutoff_ts | int),
+               'cutoff_ts': cutoff_ts | int}) }}
+{% endmacro %}
+
+{% macro feature_build_state_row(relation_name) %}
+    {%- set result = run_query(
+            "select generation, upstream_generation, code_checksum, vars_json, "
+            ~ "inputs_fingerprint, invocation_id, appended_after_ts from "
+            ~ target.schema ~ ".feature_build_state "
+            ~ "where relation_name = '" ~ relation_name ~ "'") -%}
+    {%- if result.rows | length == 0 -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set row = result.rows[0] -%}
+    {{ return({'generation': row[0], 'upstream_generation': row[1], 'code_checksum': row[2],
+               'vars_json': row[3], 'inputs_fingerprint': row[4] or '',
+               'invocation_id': row[5], 'appended_after_ts': row[6]}) }}
+{% endmacro %}
+
+{#- The rows that this invocation appended to `relation`, an incremental model
+    (its build state says after which second), or none when this invocation did
+    not append to it (a full build, another model, a separate `dbt test`). -#}
+{% macro appended_after_ts(relation) %}
+    {%- if not execute or relation.identifier not in incremental_feature_models()
+            or adapter.get_relation(database=target.database, schema=target.schema,
+                                    identifier='feature_build_state') is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set state = feature_build_state_row(relation.identifier) -%}
+    {%- if state is none or state['invocation_id'] != invocation_id
+            or state['appended_after_ts'] is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {{ return(state['appended_after_ts'] | int) }}
+{% endmacro %}
+
+{% macro incremental_feature_models() %}
+    {{ return(['int_interactions_checked', 'int_interactions', 'int_impression_history',
+               'int_impression_exposure', 'fct_impression_features']) }}
+{% endmacro %}
+
+{#- Generic tests on an incremental model that the same `dbt build` appended to
+    check the appended rows only (the earlier rows passed when they were built and
+    have not changed), as dbt's `where` config would; `unique` keeps checking the
+    whole table, since a duplicate may pair an old row with a new one. Overrides
+    dbt's macro of the same name; the `where` config still applies. -#}
+{% macro get_where_subquery(relation) -%}
+    {%- set where = config.get('where', '') -%}
+    {%- set after = appended_after_ts(relation) if model.test_metadata.name != 'unique' else none -%}
+    {%- if after is not none -%}
+        {%- set where = ('(' ~ where ~ ') and ' if where else '') ~ 'event_ts > ' ~ after -%}
+    {%- endif -%}
+    {%- if where -%}
+        {%- do return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') dbt_subquery') -%}
+    {%- endif -%}
+    {%- do return(relation) -%}
+{%- endmacro %}
+
+{#- Every var that decides the history models' values. -#}
+{% macro incremental_vars_json() %}
+    {{- return(feature_vars_json() ~ '|category_history_slots=' ~ var('category_history_slots')) -}}
+{% endmacro %}
+
+{#- What the model's inputs besides its upstream are, as text: a change makes the
+    next build a full one. 'users and items': counts and sums over the staged
+    dimensions (every column); 'category slots': the slot of each category. -#}
+{% macro feature_inputs_fingerprint() %}
+    {%- set kind = config.get('inputs_fingerprint') -%}
+    {%- if kind == 'users and items' -%}
+        {%- set parts = [] -%}
+        {%- for name in ['stg_users', 'stg_items'] -%}
+            {%- set relation = ref(name) -%}
+            {%- set sums = [] -%}
+            {%- for column in adapter.get_columns_in_relation(relation) -%}
+                {%- do sums.append('coalesce(sum(length(cast(' ~ adapter.quote(column.name)
+                                   ~ ' as ' ~ dbt.type_string() ~ '))), 0)') -%}
+            {%- endfor -%}
+            {%- set row = run_query('select count(*), ' ~ sums | join(', ') ~ ' from ' ~ relation).rows[0] -%}
+            {%- do parts.append(name ~ ':' ~ row | map('string') | join(',')) -%}
+        {%- endfor -%}
+        {{ return(parts | join(';')) }}
+    {%- elif kind == 'category slots' -%}
+        {%- set rows = run_query('select category, slot from ' ~ ref('category_history_slots')
+                                 ~ ' order by slot').rows -%}
+        {%- set pairs = [] -%}
+        {%- for row in rows -%}
+            {%- do pairs.append(row[0] ~ '=' ~ (row[1] | int)) -%}
+        {%- endfor -%}
+        {{ return(pairs | join(',')) }}
+    {%- endif -%}
+    {{ return('') }}
+{% endmacro %}
+
+{#- Why appending to int_interactions_checked would not give a full rebuild's
+    rows (none when it would): raw interactions at or before the last built
+    second must be exactly those already judged (same count and sums of the
+    parsed values, rows without a valid time included), and no new row may repeat
+    the id of earlier rows that were all rejected. -#}
+{% macro raw_prefix_problem(cutoff_ts) %}
+    {%- set fingerprint -%}
+        count(*),
+        coalesce(sum(interaction_id), 0), coalesce(sum(user_id), 0),
+        coalesce(sum(item_id), 0), coalesce(sum(event_ts), 0), coalesce(sum(clicked), 0),
+        coalesce(sum(length(raw_interaction_id)), 0), coalesce(sum(length(raw_event_ts)), 0)
+    {%- endset -%}
+    {%- set query -%}
+        with raw_parsed as (
+            select
+                {{ as_text('interaction_id') }} as raw_interaction_id,
+                {{ as_text('event_ts') }} as raw_event_ts,
+                {{ parse_bigint('interaction_id') }} as interaction_id,
+                {{ parse_bigint('user_id') }} as user_id,
+                {{ parse_bigint('item_id') }} as item_id,
+                {{ parse_bigint('event_ts') }} as event_ts,
+                {{ parse_bigint('clicked') }} as clicked
+            from {{ source('raw', 'interactions') }}
+        ),
+        rejected_only_ids as (
+            select interaction_id from {{ this }}
+            where reason is not null and interaction_id is not null
+            except
+            select interaction_id from {{ this }}
+            where reason is null and interaction_id in (
+                select interaction_id from {{ this }} where reason is not null)
+        )
+        select 'raw', {{ fingerprint }} from raw_parsed
+        where event_ts is null or event_ts <= {{ cutoff_ts }}
+        union all
+        select 'built', {{ fingerprint }} from {{ this }}
+        where event_ts is null or event_ts <= {{ cutoff_ts }}
+        union all
+        select 'repeats', count(*), 0, 0, 0, 0, 0, 0, 0 from raw_parsed
+        where event_ts > {{ cutoff_ts }}
+            and interaction_id in (select interaction_id from rejected_only_ids)
+    {%- endset -%}
+    {%- set rows = {} -%}
+    {%- for row in run_query(query).rows -%}
+        {%- do rows.update({row[0]: row[1:] | map('int') | list}) -%}
+    {%- endfor -%}
+    {%- if rows['raw'] != rows['built'] -%}
+        {{ return(((rows['raw'][0] - rows['built'][0]) | string) ~ ' more raw interactions '
+                  ~ 'than judged at or before the last built second ' ~ cutoff_ts
+                  ~ ', or changed ones (late data, or rows without a valid time)') }}
+    {%- endif -%}
+    {%- if rows['repeats'][0] > 0 -%}
+        {{ return(rows['repeats'][0] ~ ' new interactions repeat the id of an earlier rejected one') }}
+    {%- endif -%}
+    {{ return(none) }}
+{% endmacro %}
+
+{#- Record the table's build state after it was built: a full build starts a new
+    generation (every incremental model downstream then rebuilds in full). -#}
+{% macro record_feature_build_state(plan) %}
+    {%- set previous = feature_build_state_row(this.identifier) -%}
+    {%- set upstream_name = config.get('upstream_feature_model') -%}
+    {%- set upstream = feature_build_state_row(upstream_name) if upstream_name else none -%}
+    {%- set generation = previous['generation'] if plan['incremental'] and previous is not none
+                         else invocation_id ~ ':' ~ this.identifier -%}
+    {%- call statement('record_feature_build_state') -%}
+        delete from {{ target.schema }}.feature_build_state
+        where relation_name = '{{ this.identifier }}'
+    {%- endcall -%}
+    {%- call statement('record_feature_build_state') -%}
+        insert into {{ target.schema }}.feature_build_state
+            (relation_name, generation, upstream_generation, code_checksum, vars_json,
+             inputs_fingerprint, built_at_ms, invocation_id, appended_after_ts)
+        values (
+            '{{ this.identifier }}',
+            '{{ generation }}',
+            '{{ upstream["generation"] if upstream is not none else "" }}',
+            '{{ model.checksum.checksum }}',
+            '{{ incremental_vars_json() | replace("'", "''") }}',
+            '{{ feature_inputs_fingerprint() | replace("'", "''") }}',
+            {{ (modules.datetime.datetime.now(modules.pytz.utc).timestamp() * 1000) | int }},
+            '{{ invocation_id }}',
+            {{ plan['cutoff_ts'] if plan['incremental'] else 'null' }}
+        )
+    {%- endcall -%}
+{% endmacro %}

@@ -1,0 +1,69 @@
+{#- The history models' materialization (see incremental_features.sql): append the
+    rows of the model's SQL when feature_build_plan() says the build is
+    incremental, else build the whole table under a temporary name and swap it in,
+    so a failed build leaves the last good table in place either way. The model's
+    SQL calls feature_build_plan() too and selects only the new rows when it is
+    incremental. An append whose columns differ from the table's refuses. -#}
+{% materialization incremental_features, default %}
+  {%- set identifier = model['alias'] -%}
+  {%- set plan = feature_build_plan() -%}
+  {%- set target_relation = api.Relation.create(
+        identifier=identifier, schema=schema, database=database, type='table') -%}
+  {%- set new_relation = api.Relation.create(
+        identifier=identifier ~ '__dbt_new', schema=schema, database=database, type='table') -%}
+  {%- set backup_relation = api.Relation.create(
+        identifier=identifier ~ '__dbt_backup', schema=schema, database=database, type='table') -%}
+  {%- set old_relation = adapter.get_relation(database=database, schema=schema, identifier=identifier) -%}
+
+  {%- for leftover in [new_relation, backup_relation] -%}
+    {%- if adapter.get_relation(database=database, schema=schema, identifier=leftover.identifier) is not none -%}
+      {% do adapter.drop_relation(leftover) %}
+    {%- endif -%}
+  {%- endfor -%}
+
+  {{ log(identifier ~ ': ' ~ ('incremental, ' if plan['incremental'] else 'full build: ')
+         ~ plan['reason'], info=True) }}
+
+  {{ run_hooks(pre_hooks, inside_transaction=False) }}
+  {{ run_hooks(pre_hooks, inside_transaction=True) }}
+
+  {% if plan['incremental'] %}
+    {% call statement('new_rows') -%}
+      {{ create_table_as(False, new_relation, sql) }}
+    {%- endcall %}
+    {%- set have = adapter.get_columns_in_relation(target_relation) | map(attribute='name') | map('lower') | list -%}
+    {%- set new = adapter.get_columns_in_relation(new_relation) | map(attribute='name') | map('lower') | list -%}
+    {% if have != new %}
+      {% do adapter.drop_relation(new_relation) %}
+      {{ exceptions.raise_compiler_error(
+          identifier ~ ": the new rows' columns differ from the table's; run "
+          ~ "`dbt build --full-refresh`") }}
+    {% endif %}
+    {% call statement('main') -%}
+      insert into {{ target_relation }} ({{ new | join(', ') }})
+      select {{ new | join(', ') }} from {{ new_relation }}
+    {%- endcall %}
+  {% else %}
+    {% call statement('main') -%}
+      {{ create_table_as(False, new_relation, sql) }}
+    {%- endcall %}
+    {% if old_relation is not none %}
+      {% do adapter.rename_relation(old_relation, backup_relation) %}
+    {% endif %}
+    {% do adapter.rename_relation(new_relation, target_relation) %}
+  {% endif %}
+
+  {% do record_feature_build_state(plan) %}
+  {{ run_hooks(post_hooks, inside_transaction=True) }}
+  {% do persist_docs(target_relation, model) %}
+  {{ adapter.commit() }}
+
+  {% if plan['incremental'] %}
+    {% do adapter.drop_relation(new_relation) %}
+  {% elif old_relation is not none %}
+    {% do adapter.drop_relation(backup_relation) %}
+  {% endif %}
+  {{ run_hooks(post_hooks, inside_transaction=False) }}
+
+  {{ return({'relations': [target_relation]}) }}
+{% endmaterialization %}

@@ -1,0 +1,164 @@
+"""Incremental daily builds: after new days of impressions arrive, `dbt build`
+appends their features and gives exactly the tables a full rebuild gives; when
+appending would not be exact (late data, changed vars), it rebuilds in full."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import dbt, generate, run_cli
+
+HISTORY_MODELS = [
+    "int_interactions_checked",
+    "int_interactions",
+    "int_impression_history",
+    "int_impression_exposure",
+    "fct_impression_features",
+]
+WAREHOUSE = {"sqlite": "warehouse.db", "duckdb": "warehouse.duckdb"}
+
+
+def _append(data: Path, days: int = 1, seed: int = 11) -> None:
+    run_cli(
+        [
+            sys.executable,
+            "-m",
+            "seeds_gen",
+            "append",
+            "--days",
+            str(days),
+            "--seed",
+            str(seed),
+            "--slate-size",
+            "2",
+        ],
+        data,
+    )
+
+
+def _table(data: Path, target: str, name: str) -> pd.DataFrame:
+    order = (
+        "interaction_id, raw_interaction_id"
+        if name == "int_interactions_checked"
+        else ("interaction_id")
+    )
+    sql = f"select * from {name} order by {order}"
+    path = data / WAREHOUSE[target]
+    if target == "duckdb":
+        import duckdb
+
+        with duckdb.connect(str(path), read_only=True) as conn:
+            return conn.execute(sql).df()
+    with sqlite3.connect(path) as conn:
+        return pd.read_sql(sql, conn)
+
+
+def _assert_same_tables(left: Path, right: Path, target: str) -> None:
+    for name in HISTORY_MODELS:
+        a, b = _table(left, target, name), _table(right, target, name)
+        assert list(a.columns) == list(b.columns), name
+        assert len(a) == len(b), name
+        for column in a.columns:
+            x, y = a[column], b[column]
+            assert (x.isna() == y.isna()).all(), f"{name}.{column}: NULLs differ"
+            if pd.api.types.is_numeric_dtype(x) and pd.api.types.is_numeric_dtype(y):
+                np.testing.assert_allclose(
+                    x.astype(float), y.astype(float), rtol=0, atol=1e-9, err_msg=f"{name}.{column}"
+                )
+            else:
+                assert x.astype(str).tolist() == y.astype(str).tolist(), f"{name}.{column}"
+
+
+def _full_build_of(data: Path, dest: Path, target: str) -> Path:
+    """A fresh warehouse built in full from a copy of ``data``'s raw.db."""
+    dest.mkdir()
+    shutil.copy(data / "raw.db", dest / "raw.db")
+    dbt(["run"], dest, target=target)
+    return dest
+
+
+def _plans(result) -> dict[str, str]:
+    """What each history model's build was, from dbt's log ('incremental, ...' or
+    'full build: <why>')."""
+    plans = {}
+    for line in result.stdout.splitlines():
+        for name in HISTORY_MODELS:
+            marker = f"  {name}: "
+            if marker in line:
+                plans[name] = line.split(marker, 1)[1].strip()
+    return plans
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["sqlite", "duckdb"])
+def test_appended_days_build_incrementally_to_a_full_rebuilds_tables(tmp_path, target):
+    # slates of 2: every impression shares its second with another of its user,
+    # on both sides of the boundary between the built days and the new ones
+    data = tmp_path / "data"
+    generate(data, impressions=6000, users=300, items=120, days=10, seed=3, slate_size=2)
+    dbt(["run"], data, target=target)
+
+    # a nightly `dbt build` (its tests check the appended rows), then a second night
+    for command in (["build"], ["run"]) if target == "sqlite" else (["build"],):
+        _append(data, seed=20 + len(command[0]))
+        plans = _plans(dbt(command, data, target=target))
+        assert set(plans) == set(HISTORY_MODELS), plans
+        assert all(plan.startswith("incremental, rows after second") for plan in plans.values())
+
+    full = _full_build_of(data, tmp_path / "full", target)
+    _assert_same_tables(data, full, target)
+
+
+@pytest.mark.slow
+def test_late_or_changed_history_rebuilds_in_full_and_stays_exact(tmp_path):
+    data = tmp_path / "data"
+    generate(data, impressions=4000, users=200, items=80, days=8, seed=4, slate_size=2)
+    dbt(["run"], data)
+    before = _table(data, "sqlite", "fct_impression_features")
+    unchanged = _plans(dbt(["run"], data))
+    assert all(plan.startswith("incremental") for plan in unchanged.values()), unchanged
+    pd.testing.assert_frame_equal(before, _table(data, "sqlite", "fct_impression_features"))
+
+    # a late row: an impression at the last built second, appended after the build
+    _insert(data, "max(interaction_id) + 1", clicked=1)
+    _append(data, seed=5)
+    late = _plans(dbt(["run"], data))
+    assert late["int_interactions_checked"].startswith(
+        "full build: 1 more raw interactions than judged at or before the last built second"
+    ), late
+    # a full rebuild upstream makes every model downstream rebuild in full
+    assert late["fct_impression_features"] == (
+        "full build: int_impression_exposure was rebuilt in full"
+    ), late
+    _assert_same_tables(data, _full_build_of(data, tmp_path / "full", "sqlite"), "sqlite")
+
+    changed = _plans(dbt(["run", "--vars", "{ctr_smoothing_m: 10}"], data))
+    assert changed["int_interactions_checked"] == "full build: feature vars changed", changed
+    refreshed = _plans(dbt(["run", "--full-refresh"], data))
+    assert refreshed["int_interactions_checked"] == "full build: --full-refresh", refreshed
+
+    # a new row repeating the id of a rejected one: which copy wins depends on both
+    for night in range(2):
+        _append(data, seed=6 + night)
+        _insert(data, "-5", clicked=0)  # a negative id: rejected
+        plans = _plans(dbt(["run"], data))
+    assert plans["int_interactions_checked"] == (
+        "full build: 1 new interactions repeat the id of an earlier rejected one"
+    ), plans
+
+
+def _insert(data: Path, interaction_id: str, clicked: int) -> None:
+    """One raw impression at the last second of raw.db."""
+    with sqlite3.connect(data / "raw.db") as conn:
+        conn.execute(
+            "insert into interactions (interaction_id, user_id, item_id, event_ts, clicked, "
+            f"position) select {interaction_id}, min(user_id), min(item_id), max(event_ts), "
+            f"{clicked}, 1 from interactions"
+        )
