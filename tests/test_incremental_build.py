@@ -112,8 +112,24 @@ def test_appended_days_build_incrementally_to_a_full_rebuilds_tables(tmp_path, t
         assert set(plans) == set(HISTORY_MODELS), plans
         assert all(plan.startswith("incremental, rows after second") for plan in plans.values())
 
+        if command == ["build"]:
+            # the build's data tests checked the appended rows; `unique` all of them
+            _assert_tests_checked_appended_rows(data)
+
     full = _full_build_of(data, tmp_path / "full", target)
     _assert_same_tables(data, full, target)
+
+
+def _assert_tests_checked_appended_rows(data: Path) -> None:
+    tests = data / "target" / "run" / "recsys" / "dbt_project" / "models" / "marts"
+    not_null = (
+        tests / "fct_impression_features.yml" / "not_null_fct_impression_features_clicked.sql"
+    )
+    unique = (
+        tests / "fct_impression_features.yml" / "unique_fct_impression_features_interaction_id.sql"
+    )
+    assert "where event_ts > " in not_null.read_text()
+    assert "event_ts" not in unique.read_text()
 
 
 @pytest.mark.slow

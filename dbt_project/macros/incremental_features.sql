@@ -66,10 +66,11 @@
     {{ return('table' if target.type == 'spark' else 'incremental_features') }}
 {% endmacro %}
 
-{#- What the model's build would be: {'incremental': bool, 'reason': text,
-    'cutoff_ts': the last built second or none}. Called twice per build (by the
-    model's SQL, which filters to new rows, and by the materialization, which
-    appends instead of replacing): both calls see the same tables. -#}
+{#- What the model's build will be: {'incremental': bool, 'reason': text,
+    'cutoff_ts': the last built second or none}. The model's SQL calls it (and
+    selects only the new rows when incremental) and writes it into the compiled
+    SQL with feature_build_header(); the materialization reads it back from there
+    (planned_build), so the checks run once per build. -#}
 {% macro feature_build_plan() %}
     {%- set full = {'incremental': false, 'cutoff_ts': none} -%}
     {%- if not execute or model.resource_type != 'model'
@@ -118,6 +119,23 @@
     {%- endif -%}
     {{ return({'incremental': true, 'reason': 'rows after second ' ~ (cutoff_ts | int),
                'cutoff_ts': cutoff_ts | int}) }}
+{% endmacro %}
+
+{#- The plan as a comment line of the compiled SQL, for the materialization (and
+    for whoever reads target/compiled). -#}
+{% macro feature_build_header(plan) %}
+    {{- '-- feature build plan: ' ~ tojson(plan, sort_keys=true) -}}
+{% endmacro %}
+
+{#- The plan that the model's SQL wrote with feature_build_header(). -#}
+{% macro planned_build(compiled_sql) %}
+    {%- set marker = '-- feature build plan: ' -%}
+    {%- for line in compiled_sql.splitlines() if line.startswith(marker) -%}
+        {{ return(fromjson(line[marker | length:])) }}
+    {%- endfor -%}
+    {{ exceptions.raise_compiler_error(
+        this.identifier ~ ' is materialized as incremental_features but its SQL does not '
+        ~ 'start with {{ feature_build_header(feature_build_plan()) }}') }}
 {% endmacro %}
 
 {% macro feature_build_state_row(relation_name) %}

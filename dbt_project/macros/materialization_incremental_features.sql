@@ -1,12 +1,12 @@
 {#- The history models' materialization (see incremental_features.sql): append the
-    rows of the model's SQL when feature_build_plan() says the build is
-    incremental, else build the whole table under a temporary name and swap it in,
-    so a failed build leaves the last good table in place either way. The model's
-    SQL calls feature_build_plan() too and selects only the new rows when it is
-    incremental. An append whose columns differ from the table's refuses. -#}
+    rows of the model's SQL when its plan (feature_build_plan(), written into the
+    compiled SQL by feature_build_header()) says the build is incremental, else
+    build the whole table under a temporary name and swap it in, so a failed
+    build leaves the last good table in place either way. An append whose
+    columns differ from the table's refuses. -#}
 {% materialization incremental_features, default %}
   {%- set identifier = model['alias'] -%}
-  {%- set plan = feature_build_plan() -%}
+  {%- set plan = planned_build(sql) -%}
   {%- set target_relation = api.Relation.create(
         identifier=identifier, schema=schema, database=database, type='table') -%}
   {%- set new_relation = api.Relation.create(
@@ -60,8 +60,20 @@
 
   {% if plan['incremental'] %}
     {% do adapter.drop_relation(new_relation) %}
-  {% elif old_relation is not none %}
-    {% do adapter.drop_relation(backup_relation) %}
+  {% else %}
+    {% if old_relation is not none %}
+      {% do adapter.drop_relation(backup_relation) %}
+    {% endif %}
+    {#- SQLite scans every row for the appended rows' tests and the plan's last
+        second; an index on event_ts makes both a lookup (columnar engines skip
+        by min/max on their own). After the swap: index names are per schema. -#}
+    {% if target.type == 'sqlite' %}
+      {% call statement('event_ts_index', auto_begin=True) -%}
+        create index if not exists {{ schema }}.{{ identifier }}__event_ts
+        on {{ identifier }} (event_ts)
+      {%- endcall %}
+      {{ adapter.commit() }}
+    {% endif %}
   {% endif %}
   {{ run_hooks(post_hooks, inside_transaction=False) }}
 

@@ -3,9 +3,11 @@
 -- impressions sharing their second with another of their user or item (up to
 -- 100 of each kind), and compares the result with the mart. In a `dbt build`
 -- that appended to the mart (an incremental build), the sample is drawn from the
--- appended rows, more densely: earlier rows were checked when they were built.
+-- appended rows (every 499th and up to 25 ties of each kind): earlier rows were
+-- checked when they were built, and the newest rows have the longest histories.
 {%- set after = appended_after_ts(ref('fct_impression_features')) %}
-{%- set sample_every = 4999 if after is none else 97 %}
+{%- set sample_every = 4999 if after is none else 499 %}
+{%- set ties_per_kind = 100 if after is none else 25 %}
 with
 
 features as (
@@ -88,7 +90,7 @@ tied as (
 
 sampled_ties as (
 
-    -- up to 100 rows of each kind of tie (user, item, both), in a scrambled
+    -- up to ties_per_kind rows of each kind of tie (user, item, both), in a scrambled
     -- but fixed order: every world with ties is checked on them, and a world
     -- made of slates (every row tied) stays as cheap as one without
     select interaction_id
@@ -102,7 +104,7 @@ sampled_ties as (
         from tied
         where user_tie = 1 or item_tie = 1
     ) as ranked
-    where tie_rank <= 100
+    where tie_rank <= {{ ties_per_kind }}
 
 ),
 

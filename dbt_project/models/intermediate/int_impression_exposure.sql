@@ -18,6 +18,7 @@
     upstream_feature_model='int_impression_history',
 ) }}
 {%- set plan = feature_build_plan() %}
+{{ feature_build_header(plan) }}
 {%- set carried = plan['incremental'] %}
 
 with

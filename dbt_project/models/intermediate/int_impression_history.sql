@@ -25,6 +25,7 @@
     inputs_fingerprint='category slots',
 ) }}
 {%- set plan = feature_build_plan() %}
+{{ feature_build_header(plan) }}
 
 with
 

@@ -6,6 +6,7 @@
     upstream_feature_model='int_interactions_checked',
 ) }}
 {%- set plan = feature_build_plan() %}
+{{ feature_build_header(plan) }}
 
 with
 

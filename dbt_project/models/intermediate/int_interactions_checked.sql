@@ -13,6 +13,7 @@
     check_raw_prefix=true,
 ) }}
 {%- set plan = feature_build_plan() %}
+{{ feature_build_header(plan) }}
 
 with
 

@@ -13,6 +13,7 @@
     upstream_feature_model='int_impression_exposure',
 ) }}
 {%- set plan = feature_build_plan() %}
+{{ feature_build_header(plan) }}
 
 with
 
