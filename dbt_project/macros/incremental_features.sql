@@ -3,10 +3,11 @@
     The history models (int_interactions_checked -> int_interactions ->
     int_impression_history -> int_impression_exposure -> fct_impression_features)
     use the materialization `incremental_features`: a nightly `dbt build` after new
-    days of impressions arrive processes only the rows after the last built
-    second, with one carried-over row of totals per key (user, item, user x
-    category, global) standing for all earlier history, and appends them. The
-    result equals a full rebuild (tests/test_incremental_build.py checks it).
+    days of impressions arrive computes each model's windows over the rows after
+    the last built second alone, adds each key's totals over all earlier history
+    (user, item, user x category, global: every earlier event is before every
+    new one), and appends. The result equals a full rebuild
+    (tests/test_incremental_build.py checks it, on SQLite and DuckDB).
 
     A build is incremental only when appending is exact; otherwise the model is
     rebuilt in full, and so is everything downstream of it, and the log says why:
@@ -135,7 +136,8 @@
     {%- endfor -%}
     {{ exceptions.raise_compiler_error(
         this.identifier ~ ' is materialized as incremental_features but its SQL does not '
-        ~ 'start with {{ feature_build_header(feature_build_plan()) }}') }}
+        ~ 'write its plan: add {{ feature_build_header(plan) }} after '
+        ~ '{% set plan = feature_build_plan() %}') }}
 {% endmacro %}
 
 {% macro feature_build_state_row(relation_name) %}
