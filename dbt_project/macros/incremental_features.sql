@@ -19,7 +19,9 @@
       (late data) or removed, or new rows carry no valid time (checked);
     - a new row repeats the id of an earlier row that was rejected (checked:
       which copy wins depends on both).
-    Spark builds in full every time. -#}
+    Not detected: an edit to a macro that a model calls (its own file's checksum
+    is compared); run `dbt build --full-refresh` after one. Spark builds in full
+    every time. -#}
 
 {#- The build state of the incremental models, one row per table. Created and
     committed here (an on-run-start hook): the hooks before it may have opened a
