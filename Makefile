@@ -41,7 +41,7 @@ SEED ?= 42
 TRAIN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup data features train evaluate all ablate recommend score rank bench quality mlflow-ui test test-spark lint clean
+.PHONY: setup data append features train evaluate all ablate recommend score rank bench quality mlflow-ui test test-spark lint clean
 
 setup: $(STAMP)
 
@@ -65,6 +65,12 @@ else ifeq ($(DATASET),csv)
 else
 	@echo "error: unknown DATASET=$(DATASET) (synthetic, movielens or csv)" >&2; exit 2
 endif
+
+# The next day(s) of the synthetic world (APPEND_DAYS, default 1), for a nightly
+# incremental `make features`.
+APPEND_DAYS ?= 1
+append: setup
+	$(BIN)/python -m seeds_gen append --days $(APPEND_DAYS) --seed $(SEED)
 
 # TARGET=spark installs the spark extra (pyspark, Java 17), exports raw.db to
 # Parquet for Spark to read, and builds on local Spark; train and evaluate then

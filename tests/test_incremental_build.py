@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import dbt, generate, run_cli
+from tests.conftest import dbt, generate, one_error_line, run_cli
 
 HISTORY_MODELS = [
     "int_interactions_checked",
@@ -178,3 +178,35 @@ def _insert(data: Path, interaction_id: str, clicked: int) -> None:
             f"position) select {interaction_id}, min(user_id), min(item_id), max(event_ts), "
             f"{clicked}, 1 from interactions"
         )
+
+
+def test_append_continues_a_synthetic_world_and_refuses_other_data(tmp_path):
+    data = tmp_path / "data"
+    generate(data, impressions=2000, users=100, items=40, days=5, seed=9)
+    with sqlite3.connect(data / "raw.db") as conn:
+        last_ts, last_id = conn.execute(
+            "select max(event_ts), max(interaction_id) from interactions"
+        ).fetchone()
+    _append(data, days=2)
+    with sqlite3.connect(data / "raw.db") as conn:
+        new = pd.read_sql(
+            f"select * from interactions where interaction_id > {last_id} order by interaction_id",
+            conn,
+        )
+        unmatched = conn.execute(
+            "select count(*) from interactions left join click_truth using (interaction_id) "
+            "where click_truth.interaction_id is null"
+        ).fetchone()[0]
+    assert len(new) == 2 * 2000 // 5  # the world's mean day, twice
+    assert new.interaction_id.tolist() == list(range(last_id + 1, last_id + 1 + len(new)))
+    next_midnight = (last_ts // 86400 + 1) * 86400
+    assert new.event_ts.min() >= next_midnight and new.event_ts.max() < next_midnight + 2 * 86400
+    assert (new.event_ts.diff().dropna() >= 0).all()
+    assert unmatched == 0  # every impression keeps its true click probability
+
+    with sqlite3.connect(data / "raw.db") as conn:
+        conn.execute("drop table truth_users")
+    refused = run_cli(
+        [sys.executable, "-m", "seeds_gen", "append", "--days", "1"], data, check=False
+    )
+    assert "holds no synthetic world" in one_error_line(refused)
