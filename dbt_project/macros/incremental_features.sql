@@ -70,41 +70,33 @@
 {% endmacro %}
 
 {#- What the model's build will be: {'incremental': bool, 'reason': text,
-    'cutoff_ts': the last built second or none}. The model's SQL calls it (and
-    selects only the new rows when incremental) and writes it into the compiled
-    SQL with feature_build_header(); the materialization reads it back from there
-    (planned_build), so the checks run once per build. -#}
+    'cutoff_ts': the last built second or none}, with what its build state will
+    record (feature_build_state_fields; but for a first build). The
+    model's SQL calls it (and selects only the new rows when incremental) and
+    writes it into the compiled SQL with feature_build_header(); the
+    materialization reads it back from there (planned_build) and records it, so
+    the checks and their queries run once per build. -#}
 {% macro feature_build_plan() %}
-    {%- set full = {'incremental': false, 'cutoff_ts': none} -%}
+    {%- set plan = {'incremental': false, 'cutoff_ts': none} -%}
     {%- if not execute or model.resource_type != 'model'
             or config.get('materialized') != 'incremental_features' -%}
-        {%- do full.update({'reason': 'not an incremental build'}) -%}
-        {{ return(full) }}
+        {%- do plan.update({'reason': 'not an incremental build'}) -%}
+        {{ return(plan) }}
     {%- endif -%}
     {%- if adapter.get_relation(database=this.database, schema=this.schema,
                                 identifier=this.identifier) is none -%}
-        {%- do full.update({'reason': 'first build'}) -%}
-        {{ return(full) }}
+        {#- nothing to compare with (and, compiled outside a run, no inputs to
+            read): record_feature_build_state reads what it records -#}
+        {%- do plan.update({'reason': 'first build'}) -%}
+        {{ return(plan) }}
     {%- endif -%}
+    {%- do plan.update(feature_build_state_fields()) -%}
+    {%- set state = none -%}
     {%- if should_full_refresh() -%}
-        {%- do full.update({'reason': '--full-refresh'}) -%}
-        {{ return(full) }}
-    {%- endif -%}
-    {%- set state = feature_build_state_row(this.identifier) -%}
-    {%- set reason = none -%}
-    {%- if state is none -%}
-        {%- set reason = 'no build state recorded' -%}
-    {%- elif state['code_checksum'] != model.checksum.checksum -%}
-        {%- set reason = "the model's SQL changed" -%}
-    {%- elif state['vars_json'] != incremental_vars_json() -%}
-        {%- set reason = 'feature vars changed' -%}
-    {%- elif state['inputs_fingerprint'] != feature_inputs_fingerprint() -%}
-        {%- set reason = config.get('inputs_fingerprint') ~ ' changed' -%}
-    {%- elif config.get('upstream_feature_model') -%}
-        {%- set upstream = feature_build_state_row(config.get('upstream_feature_model')) -%}
-        {%- if upstream is none or upstream['generation'] != state['upstream_generation'] -%}
-            {%- set reason = config.get('upstream_feature_model') ~ ' was rebuilt in full' -%}
-        {%- endif -%}
+        {%- set reason = '--full-refresh' -%}
+    {%- else -%}
+        {%- set state = feature_build_state_row(this.identifier) -%}
+        {%- set reason = feature_build_state_problem(state, plan) -%}
     {%- endif -%}
     {%- if reason is none -%}
         {%- set cutoff_ts = run_query(
@@ -117,11 +109,42 @@
         {%- endif -%}
     {%- endif -%}
     {%- if reason is not none -%}
-        {%- do full.update({'reason': reason}) -%}
-        {{ return(full) }}
+        {%- do plan.update({'reason': reason}) -%}
+        {{ return(plan) }}
     {%- endif -%}
-    {{ return({'incremental': true, 'reason': 'rows after second ' ~ (cutoff_ts | int),
-               'cutoff_ts': cutoff_ts | int}) }}
+    {%- do plan.update({'incremental': true, 'reason': 'rows after second ' ~ (cutoff_ts | int),
+                        'cutoff_ts': cutoff_ts | int, 'generation': state['generation']}) -%}
+    {{ return(plan) }}
+{% endmacro %}
+
+{#- What a full build of the model records in its build state: a new
+    generation, its upstream's generation and its inputs' fingerprint. -#}
+{% macro feature_build_state_fields() %}
+    {%- set upstream_name = config.get('upstream_feature_model') -%}
+    {%- set upstream = feature_build_state_row(upstream_name) if upstream_name else none -%}
+    {{ return({
+        'generation': invocation_id ~ ':' ~ this.identifier,
+        'upstream_generation': upstream['generation'] if upstream is not none else '',
+        'inputs_fingerprint': feature_inputs_fingerprint(),
+    }) }}
+{% endmacro %}
+
+{#- Why the table's recorded build state does not allow appending (none when it
+    does): compared with what this build would record. -#}
+{% macro feature_build_state_problem(state, plan) %}
+    {%- if state is none -%}
+        {{ return('no build state recorded') }}
+    {%- elif state['code_checksum'] != model.checksum.checksum -%}
+        {{ return("the model's SQL changed") }}
+    {%- elif state['vars_json'] != incremental_vars_json() -%}
+        {{ return('feature vars changed') }}
+    {%- elif state['inputs_fingerprint'] != plan['inputs_fingerprint'] -%}
+        {{ return(config.get('inputs_fingerprint') ~ ' changed') }}
+    {%- elif config.get('upstream_feature_model') and (plan['upstream_generation'] == ''
+            or state['upstream_generation'] != plan['upstream_generation']) -%}
+        {{ return(config.get('upstream_feature_model') ~ ' was rebuilt in full') }}
+    {%- endif -%}
+    {{ return(none) }}
 {% endmacro %}
 
 {#- The plan as a comment line of the compiled SQL, for the materialization (and
@@ -245,14 +268,7 @@
     {%- endset -%}
     {%- set query -%}
         with raw_parsed as (
-            select
-                {{ as_text('interaction_id') }} as raw_interaction_id,
-                {{ as_text('event_ts') }} as raw_event_ts,
-                {{ parse_bigint('interaction_id') }} as interaction_id,
-                {{ parse_bigint('user_id') }} as user_id,
-                {{ parse_bigint('item_id') }} as item_id,
-                {{ parse_bigint('event_ts') }} as event_ts,
-                {{ parse_bigint('clicked') }} as clicked
+            select {{ parsed_interaction_columns() }}
             from {{ source('raw', 'interactions') }}
         ),
         rejected_only_ids as (
@@ -288,14 +304,13 @@
     {{ return(none) }}
 {% endmacro %}
 
-{#- Record the table's build state after it was built: a full build starts a new
-    generation (every incremental model downstream then rebuilds in full). -#}
+{#- Record the table's build state after it was built, as its plan says: a full
+    build starts a new generation (every incremental model downstream then
+    rebuilds in full). -#}
 {% macro record_feature_build_state(plan) %}
-    {%- set previous = feature_build_state_row(this.identifier) -%}
-    {%- set upstream_name = config.get('upstream_feature_model') -%}
-    {%- set upstream = feature_build_state_row(upstream_name) if upstream_name else none -%}
-    {%- set generation = previous['generation'] if plan['incremental'] and previous is not none
-                         else invocation_id ~ ':' ~ this.identifier -%}
+    {%- if 'generation' not in plan -%}  {#- a first build: its plan read nothing -#}
+        {%- do plan.update(feature_build_state_fields()) -%}
+    {%- endif -%}
     {%- call statement('record_feature_build_state') -%}
         delete from {{ target.schema }}.feature_build_state
         where relation_name = '{{ this.identifier }}'
@@ -306,11 +321,11 @@
              inputs_fingerprint, built_at_ms, invocation_id, appended_after_ts)
         values (
             '{{ this.identifier }}',
-            '{{ generation }}',
-            '{{ upstream["generation"] if upstream is not none else "" }}',
+            '{{ plan["generation"] }}',
+            '{{ plan["upstream_generation"] }}',
             '{{ model.checksum.checksum }}',
             '{{ incremental_vars_json() | replace("'", "''") }}',
-            '{{ feature_inputs_fingerprint() | replace("'", "''") }}',
+            '{{ plan["inputs_fingerprint"] | replace("'", "''") }}',
             {{ (modules.datetime.datetime.now(modules.pytz.utc).timestamp() * 1000) | int }},
             '{{ invocation_id }}',
             {{ plan['cutoff_ts'] if plan['incremental'] else 'null' }}

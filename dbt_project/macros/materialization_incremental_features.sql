@@ -1,25 +1,15 @@
 {#- The history models' materialization (see incremental_features.sql): append the
     rows of the model's SQL when its plan (feature_build_plan(), written into the
     compiled SQL by feature_build_header()) says the build is incremental, else
-    build the whole table under a temporary name and swap it in, so a failed
-    build leaves the last good table in place either way. An append whose
+    build the whole table under a temporary name and swap it in (swap_in.sql), so
+    a failed build leaves the last good table in place either way. An append whose
     columns differ from the table's refuses. -#}
 {% materialization incremental_features, default %}
   {%- set identifier = model['alias'] -%}
   {%- set plan = planned_build(sql) -%}
-  {%- set target_relation = api.Relation.create(
-        identifier=identifier, schema=schema, database=database, type='table') -%}
-  {%- set new_relation = api.Relation.create(
-        identifier=identifier ~ '__dbt_new', schema=schema, database=database, type='table') -%}
-  {%- set backup_relation = api.Relation.create(
-        identifier=identifier ~ '__dbt_backup', schema=schema, database=database, type='table') -%}
   {%- set old_relation = adapter.get_relation(database=database, schema=schema, identifier=identifier) -%}
-
-  {%- for leftover in [new_relation, backup_relation] -%}
-    {%- if adapter.get_relation(database=database, schema=schema, identifier=leftover.identifier) is not none -%}
-      {% do adapter.drop_relation(leftover) %}
-    {%- endif -%}
-  {%- endfor -%}
+  {%- set relations = swap_relations(identifier, schema, database) -%}
+  {%- set target_relation, new_relation = relations['target'], relations['new'] -%}
 
   {{ log(identifier ~ ': ' ~ ('incremental, ' if plan['incremental'] else 'full build: ')
          ~ plan['reason'], info=True) }}
@@ -47,10 +37,7 @@
     {% call statement('main') -%}
       {{ create_table_as(False, new_relation, sql) }}
     {%- endcall %}
-    {% if old_relation is not none %}
-      {% do adapter.rename_relation(old_relation, backup_relation) %}
-    {% endif %}
-    {% do adapter.rename_relation(new_relation, target_relation) %}
+    {% do swap_in(relations, old_relation) %}
   {% endif %}
 
   {% do record_feature_build_state(plan) %}
@@ -61,9 +48,7 @@
   {% if plan['incremental'] %}
     {% do adapter.drop_relation(new_relation) %}
   {% else %}
-    {% if old_relation is not none %}
-      {% do adapter.drop_relation(backup_relation) %}
-    {% endif %}
+    {% do drop_swapped_out(relations, old_relation) %}
     {#- SQLite scans every row for the appended rows' tests and the plan's last
         second; an index on event_ts makes both a lookup (columnar engines skip
         by min/max on their own). After the swap: index names are per schema. -#}

@@ -45,3 +45,17 @@
             then cast(trim({{ expr }}) as real)
     end
 {% endmacro %}
+
+{#- The core columns of a raw interaction, as staging types them: each as text
+    (raw_*, what the quarantine keeps) and parsed (NULL when not an integer).
+    stg_interactions selects them; the incremental build's raw check
+    (raw_prefix_problem) fingerprints raw rows with the very same parse. -#}
+{% macro parsed_interaction_columns() %}
+    {%- set columns = ['interaction_id', 'user_id', 'item_id', 'event_ts', 'clicked'] -%}
+    {%- for column in columns %}
+        {{ as_text(column) }} as raw_{{ column }},
+    {%- endfor %}
+    {%- for column in columns %}
+        {{ parse_bigint(column) }} as {{ column }}{{ ',' if not loop.last }}
+    {%- endfor %}
+{%- endmacro %}

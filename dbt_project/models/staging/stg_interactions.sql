@@ -17,16 +17,7 @@ source as (
 parsed as (
 
     select
-        {{ as_text('interaction_id') }} as raw_interaction_id,
-        {{ as_text('user_id') }} as raw_user_id,
-        {{ as_text('item_id') }} as raw_item_id,
-        {{ as_text('event_ts') }} as raw_event_ts,
-        {{ as_text('clicked') }} as raw_clicked,
-        {{ parse_bigint('interaction_id') }} as interaction_id,
-        {{ parse_bigint('user_id') }} as user_id,
-        {{ parse_bigint('item_id') }} as item_id,
-        {{ parse_bigint('event_ts') }} as event_ts,
-        {{ parse_bigint('clicked') }} as clicked
+        {{- parsed_interaction_columns() }}
         {{- parsed_attribute_columns('context') }}
     from source
 
