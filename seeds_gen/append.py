@@ -19,7 +19,7 @@ import numpy as np
 
 from recsys_core.errors import UserError
 from recsys_core.truth import has_truth, load_truth
-from seeds_gen.synthetic import N_POSITIONS, SECONDS_PER_DAY
+from seeds_gen.synthetic import N_POSITIONS, SECONDS_PER_DAY, expand_slates
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,8 @@ def append_days(
         ).fetchone()
         if not count:
             raise UserError(f"{raw_path} has no interactions to continue from")
-        users, user_shown = _shown_counts(conn, "user_id", truth.user_ids)
-        items, item_shown = _shown_counts(conn, "item_id", truth.item_ids)
+        user_shown = _shown_counts(conn, "user_id", truth.user_ids)
+        item_shown = _shown_counts(conn, "item_id", truth.item_ids)
 
         world_days = max(1, -(-(last - first) // SECONDS_PER_DAY))
         n = days * (per_day if per_day is not None else round(count / world_days))
@@ -62,14 +62,11 @@ def append_days(
         rng = np.random.default_rng([seed, start])
         requests = -(-n // slate_size)
         request_ts = np.sort(start + rng.integers(0, days * SECONDS_PER_DAY, size=requests))
-        request_user = rng.choice(users, size=requests, p=user_shown / user_shown.sum())
-        event_ts = np.repeat(request_ts, slate_size)[:n]
-        user_id = np.repeat(request_user, slate_size)[:n]
-        item_id = rng.choice(items, size=n, p=item_shown / item_shown.sum())
-        if slate_size == 1:
+        request_user = rng.choice(truth.user_ids, size=requests, p=user_shown / user_shown.sum())
+        event_ts, user_id, position = expand_slates(request_ts, request_user, n, slate_size)
+        item_id = rng.choice(truth.item_ids, size=n, p=item_shown / item_shown.sum())
+        if slate_size == 1:  # single impressions, anywhere on the page
             position = rng.integers(1, N_POSITIONS + 1, size=n)
-        else:
-            position = np.tile(np.arange(1, slate_size + 1), requests)[:n]
         p_click = truth.p_click(user_id, item_id, position)
         p_nonpersonal = truth.p_click(user_id, item_id, position, personal=False)
         clicked = (rng.random(n) < p_click).astype(np.int64)
@@ -108,11 +105,9 @@ def append_days(
     )
 
 
-def _shown_counts(
-    conn: sqlite3.Connection, column: str, known: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Ids of the world's truth and how often each was shown (at least once, so
-    that no entity of the world disappears from its future)."""
+def _shown_counts(conn: sqlite3.Connection, column: str, known: np.ndarray) -> np.ndarray:
+    """How often each of the ``known`` ids was shown (at least once, so that no
+    entity of the world disappears from its future)."""
     shown = dict(
         conn.execute(
             f"select {column}, count(*) from interactions "
@@ -120,4 +115,4 @@ def _shown_counts(
         ).fetchall()
     )
     counts = np.array([shown.get(int(i), 0) + 1 for i in known], dtype=np.float64)
-    return known, counts
+    return counts

@@ -19,6 +19,22 @@ def _positive(name: str, value: int) -> None:
         raise UserError(f"--{name} must be a positive integer, got {value}")
 
 
+def _add_slate_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--slate-size",
+        type=int,
+        default=1,
+        help="impressions per request, shown to one user in one second (1 to 10)",
+    )
+
+
+def _check_slate_size(value: int) -> None:
+    from seeds_gen.synthetic import N_POSITIONS
+
+    if not 1 <= value <= N_POSITIONS:
+        raise UserError(f"--slate-size must be between 1 and {N_POSITIONS}, got {value}")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = ArgumentParser(prog="python -m seeds_gen", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -29,12 +45,7 @@ def _build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--items", type=int, default=5_000)
     syn.add_argument("--days", type=int, default=60)
     syn.add_argument("--seed", type=int, default=42)
-    syn.add_argument(
-        "--slate-size",
-        type=int,
-        default=1,
-        help="impressions per request, shown to one user in one second (1 to 10)",
-    )
+    _add_slate_size(syn)
     syn.add_argument("--data-dir", default=None, help="default: $RECSYS_DATA_DIR or ./data")
 
     ml = sub.add_parser(
@@ -66,12 +77,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--impressions-per-day", type=int, default=None, help="default: the world's mean"
     )
     append.add_argument("--seed", type=int, default=42)
-    append.add_argument(
-        "--slate-size",
-        type=int,
-        default=1,
-        help="impressions per request, shown to one user in one second (1 to 10)",
-    )
+    _add_slate_size(append)
     append.add_argument("--data-dir", default=None, help="default: $RECSYS_DATA_DIR or ./data")
 
     parquet = sub.add_parser(
@@ -127,13 +133,11 @@ def run_csv(args: argparse.Namespace) -> None:
 
 def run_append(args: argparse.Namespace) -> None:
     from seeds_gen.append import append_days
-    from seeds_gen.synthetic import N_POSITIONS
 
     _positive("days", args.days)
     if args.impressions_per_day is not None:
         _positive("impressions-per-day", args.impressions_per_day)
-    if not 1 <= args.slate_size <= N_POSITIONS:
-        raise UserError(f"--slate-size must be between 1 and {N_POSITIONS}, got {args.slate_size}")
+    _check_slate_size(args.slate_size)
     target = paths.raw_db_path(args.data_dir)
     started = time.perf_counter()
     appended = append_days(target, args.days, args.seed, args.impressions_per_day, args.slate_size)
@@ -175,7 +179,7 @@ def _report_suspects(count: int, examples: list[str], what: str) -> None:
 
 
 def run_synthetic(args: argparse.Namespace) -> None:
-    from seeds_gen.synthetic import N_POSITIONS, WorldSpec, generate
+    from seeds_gen.synthetic import WorldSpec, generate
 
     for name in ("impressions", "users", "items", "days"):
         _positive(name, getattr(args, name))
@@ -189,8 +193,7 @@ def run_synthetic(args: argparse.Namespace) -> None:
         raise UserError(
             f"--items ({args.items}) must not exceed --impressions ({args.impressions})"
         )
-    if not 1 <= args.slate_size <= N_POSITIONS:
-        raise UserError(f"--slate-size must be between 1 and {N_POSITIONS}, got {args.slate_size}")
+    _check_slate_size(args.slate_size)
     target = paths.raw_db_path(args.data_dir)
     check_writable(target.parent)
 

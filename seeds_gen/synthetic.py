@@ -102,11 +102,20 @@ def _slates(
     requests = -(-n // size)
     request_ts = np.sort(START_EPOCH + rng.integers(0, spec.days * SECONDS_PER_DAY, size=requests))
     request_uid = _sample_present(rng, signup, activity, request_ts)
-    event_ts = np.repeat(request_ts, size)[:n]
-    uid = np.repeat(request_uid, size)[:n]
+    event_ts, uid, position = expand_slates(request_ts, request_uid, n, size)
     iid = _sample_present(rng, created, popularity, event_ts)
-    position = np.tile(np.arange(1, size + 1), requests)[:n]
     return event_ts, uid, iid, position
+
+
+def expand_slates(
+    request_ts: np.ndarray, request_user: np.ndarray, n: int, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first ``n`` impressions of requests of ``size`` items each: a request's
+    impressions share its second and user, at positions 1, 2, ..., size."""
+    event_ts = np.repeat(request_ts, size)[:n]
+    user = np.repeat(request_user, size)[:n]
+    position = np.tile(np.arange(1, size + 1), len(request_ts))[:n]
+    return event_ts, user, position
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
