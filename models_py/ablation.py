@@ -36,10 +36,8 @@ def _without(data: Prepared, config: TrainConfig, group: str | None) -> Prepared
         data.split,
         data.train_rows,
         config,
-        data.build_id,
+        data.build,
         data.encoders,
-        data.feature_vars,
-        data.category_slots,
     )
 
 

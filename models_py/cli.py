@@ -270,7 +270,7 @@ def _new_run(workspace: Workspace, config: TrainConfig, data: Prepared, dist: Di
         {
             "config": config.to_dict(),
             "features": data.spec.to_dict(),
-            **data.build_record(),
+            **data.build.record(),
         },
     )
     print(

@@ -32,6 +32,24 @@ from models_py.workspace import Workspace
 from recsys_core.errors import UserError
 
 
+@dataclass(frozen=True)
+class FeatureBuild:
+    """Which dbt build of the feature table a run reads, and what decides its values."""
+
+    build_id: str  # the dbt invocation that built the feature table (feature_builds)
+    feature_vars: dict[str, Any] | None  # that build's dbt vars (None: logged before them)
+    category_slots: list[str] | None  # the categories of the history slots, in slot order
+
+    def record(self) -> dict[str, Any]:
+        """The build as a run's checkpoints and config.json record it (read back by
+        models_py.checkpoint.Restored)."""
+        return {
+            "feature_build": self.build_id,
+            "feature_vars": self.feature_vars,
+            "category_slots": self.category_slots,
+        }
+
+
 @dataclass
 class Prepared:
     config: TrainConfig  # with its automatic values resolved for this data (for_rows)
@@ -46,18 +64,7 @@ class Prepared:
     test: Encoded
     stream: StreamedBatches | None  # the training batches when streaming
     train_label_rate: float  # click rate of train_rows: where the model's output starts
-    build_id: str  # the dbt invocation that built the feature table (feature_builds)
-    feature_vars: dict[str, Any] | None  # that build's dbt vars (None: logged before them)
-    category_slots: list[str] | None  # the categories of the history slots, in slot order
-
-    def build_record(self) -> dict[str, Any]:
-        """Which feature build a run trained on, as its checkpoints and config.json
-        record it (read back by models_py.checkpoint.Restored)."""
-        return {
-            "feature_build": self.build_id,
-            "feature_vars": self.feature_vars,
-            "category_slots": self.category_slots,
-        }
+    build: FeatureBuild  # which build of the feature table these rows come from
 
 
 def load_checked_spec(workspace: Workspace) -> tuple[FeatureSpec, str]:
@@ -93,10 +100,10 @@ def check_learnable(labels: np.ndarray, rows: np.ndarray) -> float:
 
 def check_same_build(run_build: str | None, data: Prepared, run: str) -> None:
     """Refuse to evaluate or resume a run on features other than those it was trained on."""
-    if run_build and run_build != data.build_id:
+    if run_build and run_build != data.build.build_id:
         raise UserError(
             f"{run} was trained on feature build {run_build}, but the warehouse now holds "
-            f"build {data.build_id}: train a new run on these features"
+            f"build {data.build.build_id}: train a new run on these features"
         )
 
 
@@ -114,8 +121,9 @@ def prepare(
     """
     warehouse = workspace.warehouse
     full_spec, build_id = load_checked_spec(workspace)
-    feature_vars = build_vars(warehouse, full_spec.table, build_id)
-    slots = category_slots(warehouse)
+    build = FeatureBuild(
+        build_id, build_vars(warehouse, full_spec.table, build_id), category_slots(warehouse)
+    )
     if spec is None:
         spec = full_spec.without_groups(config.drop_groups)
     store = open_store(warehouse, full_spec, build_id, workspace.cache_dir)
@@ -134,18 +142,7 @@ def prepare(
         )
     if not streaming:
         frame = FeatureFrame.from_store(store, full_spec.columns())
-        return with_inputs(
-            warehouse,
-            spec,
-            frame,
-            split,
-            train_rows,
-            config,
-            build_id,
-            encoders,
-            feature_vars,
-            slots,
-        )
+        return with_inputs(warehouse, spec, frame, split, train_rows, config, build, encoders)
 
     config = config.for_rows(len(train_rows))
     disk = StoreFrame(store, full_spec.columns())
@@ -168,9 +165,7 @@ def prepare(
         encoded(split.test),
         batches,
         rate,
-        build_id,
-        feature_vars,
-        slots,
+        build,
     )
 
 
@@ -181,10 +176,8 @@ def with_inputs(
     split: Split,
     train_rows: np.ndarray,
     config: TrainConfig,
-    build_id: str,
+    build: FeatureBuild,
     encoders: Encoders,
-    feature_vars: dict[str, Any] | None,
-    slots: list[str] | None,
 ) -> Prepared:
     """Encode the three splits for ``spec`` in memory with ``encoders`` (fitted on
     the training split; entries for features outside ``spec`` are not used)."""
@@ -208,7 +201,5 @@ def with_inputs(
         encoded(split.test),
         None,
         rate,
-        build_id,
-        feature_vars,
-        slots,
+        build,
     )

@@ -374,7 +374,7 @@ def _checkpoint(
     holds all a resume needs (``_resume``) and all a command needs to restore the
     run (``checkpoint.restore``)."""
     payload = {
-        **data.build_record(),
+        **data.build.record(),
         "model": model.state_dict(),
         "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
         "state": dict(state.__dict__),
