@@ -18,13 +18,16 @@ one pass over the data is two sparse matrix-vector products.
 
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy import optimize, sparse
 from scipy.special import expit
+from threadpoolctl import threadpool_limits
 
 from models_py import metrics
 from models_py.data import Encoded
@@ -39,6 +42,7 @@ MAX_ITERATIONS = 100  # L-BFGS-B iterations per strength (warm starts need few)
 # SciPy's default (2.2e-9) spends 40% more evaluations on 1M impressions for the
 # same validation AUC (+-0.0001); 1e-5 stops far too early (docs/experiments.md)
 RELATIVE_TOLERANCE = 1e-6
+MAX_WORKERS = 8  # threads over row blocks; beyond this memory bandwidth bounds the products
 
 
 def l2_path(rows: int) -> tuple[float, ...]:
@@ -59,49 +63,91 @@ class WideFit:
 class _Design:
     """The wide logit as a linear function: a sparse column per ``first_order`` row
     (1 where a row uses that weight), then per ``numeric_cross`` row (the numeric
-    it multiplies), the encoded numerics, and the bias."""
+    it multiplies), the encoded numerics, and the bias.
 
-    def __init__(self, model: CTRModel, data: Encoded) -> None:
+    The rows are held in one block per CPU core, and the loss and gradient are
+    computed block by block on a thread pool: SciPy's sparse products and NumPy's
+    ufuncs release the GIL, so on 2 cores an evaluation takes about 0.6 of the
+    time of one block (docs/experiments.md). Blocks are summed in a fixed order,
+    so the fit is the same on every run with the same number of cores."""
+
+    def __init__(self, model: CTRModel, data: Encoded, pool: ThreadPoolExecutor) -> None:
         with torch.no_grad():
             categorical = data.categorical.cpu()
             index = model.wide_index(categorical, categorical + model.offsets.cpu()).numpy()
-        rows = index.shape[0]
+        self.pool = pool
         self.weights = model.first_order.weight.shape[0]
         columns, values = index.astype(np.int32), np.ones(index.shape)
-        self.numeric = data.numeric.cpu().numpy().astype(np.float64)
+        numeric = data.numeric.cpu().numpy().astype(np.float64)
         if model.numeric_cross is not None:
             with torch.no_grad():
                 cross, crossed = model.numeric_cross_terms(categorical, data.numeric.cpu())
             columns = np.hstack([columns, cross.numpy().astype(np.int32) + self.weights])
             values = np.hstack([values, crossed.numpy().astype(np.float64)])
             self.weights += model.numeric_cross.weight.shape[0]
-        # One CSR over these arrays (int32 indices, no stacking of two matrices):
-        # at 1M rows training's peak RSS 3.9 GB -> 3.1 GB, the same fit.
-        per_row = columns.shape[1]
-        self.onehot = sparse.csr_matrix(
-            (values.ravel(), columns.ravel(), np.arange(0, rows * per_row + 1, per_row)),
-            shape=(rows, self.weights),
-        )
         self.label = data.label.cpu().numpy().astype(np.float64)
+        self.numeric_width = numeric.shape[1]
+        bounds = np.linspace(0, len(self.label), _workers() + 1).astype(np.int64)
+        self.blocks = [
+            _Block(columns[a:b], values[a:b], numeric[a:b], self.label[a:b], self.weights)
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+            if b > a
+        ]
 
     def logit(self, theta: np.ndarray) -> np.ndarray:
         w, v, b = self.split(theta)
-        return self.onehot @ w + self.numeric @ v + b
+        return np.concatenate(list(self.pool.map(lambda block: block.logit(w, v, b), self.blocks)))
 
     def split(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
         return theta[: self.weights], theta[self.weights : -1], float(theta[-1])
 
     def loss_and_gradient(self, theta: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
         """Mean log loss + l2/2 * |weights|^2 (bias unpenalised), and its gradient."""
-        z = self.logit(theta)
-        loss = float(np.mean(np.logaddexp(0.0, z) - self.label * z))
-        residual = (expit(z) - self.label) / len(z)
+        w, v, b = self.split(theta)
+        parts = list(self.pool.map(lambda block: block.loss_and_gradient(w, v, b), self.blocks))
+        rows = len(self.label)
+        loss = sum(part[0] for part in parts) / rows
+        gradient = sum(part[1] for part in parts) / rows
         weights = theta[:-1]
+        gradient[:-1] += l2 * weights
+        return loss + 0.5 * l2 * float(weights @ weights), gradient
+
+
+class _Block:
+    """One block of the design's rows: its sparse part as CSR with int32 indices
+    (at 1M rows training's peak RSS 3.9 GB -> 3.1 GB against two stacked matrices)."""
+
+    def __init__(
+        self,
+        columns: np.ndarray,
+        values: np.ndarray,
+        numeric: np.ndarray,
+        label: np.ndarray,
+        weights: int,
+    ) -> None:
+        rows, per_row = columns.shape
+        self.onehot = sparse.csr_matrix(
+            (values.ravel(), columns.ravel(), np.arange(0, rows * per_row + 1, per_row)),
+            shape=(rows, weights),
+        )
+        self.numeric, self.label = numeric, label
+
+    def logit(self, w: np.ndarray, v: np.ndarray, b: float) -> np.ndarray:
+        return self.onehot @ w + self.numeric @ v + b
+
+    def loss_and_gradient(self, w: np.ndarray, v: np.ndarray, b: float) -> tuple[float, np.ndarray]:
+        """Summed log loss over the block and its gradient (not yet divided by rows)."""
+        z = self.logit(w, v, b)
+        loss = float(np.sum(np.logaddexp(0.0, z) - self.label * z))
+        residual = expit(z) - self.label
         gradient = np.concatenate(
             [self.onehot.T @ residual, self.numeric.T @ residual, [residual.sum()]]
         )
-        gradient[:-1] += l2 * weights
-        return loss + 0.5 * l2 * float(weights @ weights), gradient
+        return loss, gradient
+
+
+def _workers() -> int:
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
 def fit_wide(
@@ -113,7 +159,6 @@ def fit_wide(
 ) -> WideFit:
     """Fit the model's wide weights and output bias; leave the best strength's fit in place."""
     started = time.perf_counter()
-    fit_rows, check_rows = _Design(model, train), _Design(model, validation)
     sparse_weights = [model.first_order.weight]
     if model.numeric_cross is not None:
         sparse_weights.append(model.numeric_cross.weight)
@@ -126,23 +171,30 @@ def fit_wide(
     ).astype(np.float64)
     best_l2, best_auc, best_theta = 0.0, -np.inf, theta
     evaluations = 0
-    for l2 in path or l2_path(len(fit_rows.label)):
-        result = optimize.minimize(
-            fit_rows.loss_and_gradient,
-            theta,
-            args=(l2,),
-            jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": MAX_ITERATIONS, "ftol": RELATIVE_TOLERANCE},
-        )
-        theta, evaluations = result.x, evaluations + int(result.nfev)
-        auc = metrics.auc(check_rows.label, check_rows.logit(theta))
-        if log:
-            print(f"wide path, L2 {l2:g}: validation AUC {auc:.4f} ({result.nfev} evaluations)")
-        if auc > best_auc:
-            best_l2, best_auc, best_theta = l2, auc, theta
-        elif auc < best_auc:
-            break  # weaker L2 from here on only overfits more
+    # One BLAS thread: the dense products are small, and OpenBLAS's own threads
+    # spinning beside the pool's doubled L-BFGS-B's time (docs/experiments.md).
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        ThreadPoolExecutor(_workers(), thread_name_prefix="wide-fit") as pool,
+    ):
+        fit_rows, check_rows = _Design(model, train, pool), _Design(model, validation, pool)
+        for l2 in path or l2_path(len(fit_rows.label)):
+            result = optimize.minimize(
+                fit_rows.loss_and_gradient,
+                theta,
+                args=(l2,),
+                jac=True,
+                method="L-BFGS-B",
+                options={"maxiter": MAX_ITERATIONS, "ftol": RELATIVE_TOLERANCE},
+            )
+            theta, evaluations = result.x, evaluations + int(result.nfev)
+            auc = metrics.auc(check_rows.label, check_rows.logit(theta))
+            if log:
+                print(f"wide path, L2 {l2:g}: validation AUC {auc:.4f} ({result.nfev} evaluations)")
+            if auc > best_auc:
+                best_l2, best_auc, best_theta = l2, auc, theta
+            elif auc < best_auc:
+                break  # weaker L2 from here on only overfits more
     w, v, b = fit_rows.split(best_theta)
     with torch.no_grad():
         for weight, values in zip(
