@@ -1,10 +1,9 @@
 """The on-disk column cache of a feature table build, written and read in chunks.
 
-The first read of a dbt build streams the table out of the warehouse as the
-engine stores it, ``READ_CHUNK_ROWS`` rows at a time, into one flat binary file
-per column: categoricals as int32 codes (their values in ``columns.json``, -1
-for NULL), numerics as float64; then puts every file in id order, one column at
-a time. Memory holds one chunk, then one column, whatever the table's size.
+The first read of a dbt build streams the table out of the warehouse in id
+order, ``READ_CHUNK_ROWS`` rows at a time, into one flat binary file per
+column: categoricals as int32 codes (their values in ``columns.json``, -1 for
+NULL), numerics as float64. Memory holds one chunk, whatever the table's size.
 Later reads take any row range of any column with a plain file read (no
 memory map, whose touched pages would count as resident), so both the
 in-memory path and the streaming path (models_py.stream) read from here.
@@ -147,13 +146,12 @@ def _build(warehouse: Warehouse, spec: FeatureSpec, folder: Path) -> None:
         raise
     for handle in files.values():
         handle.close()
-    values = _put_in_id_order(tmp, spec.id_column, names, {n: list(d) for n, d in codes.items()})
     index = {
         "format": 2,
         "rows": rows,
         "columns": {
             n: (
-                {"kind": "categorical", "values": values[n]}
+                {"kind": "categorical", "values": list(codes[n])}
                 if n in categorical
                 else {"kind": "numeric"}
             )
@@ -169,49 +167,18 @@ def _build(warehouse: Warehouse, spec: FeatureSpec, folder: Path) -> None:
     os.replace(tmp, folder)
 
 
-def _put_in_id_order(
-    folder: Path, id_column: str, names: list[str], values: dict[str, list[Any]]
-) -> dict[str, list[Any]]:
-    """Rewrite the column files of ``folder`` in id order, and number each
-    categorical's codes in order of first appearance, as a read in id order
-    would have: one canonical order and numbering make splits, batches and
-    results the same whichever engine built the table and however it stored it.
-    ``values``: each categorical's values in code order; returns them renumbered."""
-    ids = np.fromfile(folder / f"{id_column}.bin", dtype=np.float64)
-    order = None if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")
-    del ids
-    renumbered = {}
-    for name in names:
-        path = folder / f"{name}.bin"
-        column = np.fromfile(path, dtype=np.int32 if name in values else np.float64)
-        if order is not None:
-            column = column[order]
-        if name in values:
-            column, renumbered[name] = _by_first_appearance(column, values[name])
-        if order is not None or name in values:
-            column.tofile(path)
-    return renumbered
-
-
-def _by_first_appearance(codes: np.ndarray, values: list[Any]) -> tuple[np.ndarray, list[Any]]:
-    present, first = np.unique(codes[codes >= 0], return_index=True)
-    by_appearance = present[np.argsort(first)]
-    new_code = np.full(len(values) + 1, -1, dtype=np.int32)  # the last slot: NULL (-1)
-    new_code[by_appearance] = np.arange(len(by_appearance), dtype=np.int32)
-    return new_code[codes], [values[c] for c in by_appearance]
-
-
 def _chunks(warehouse: Warehouse, spec: FeatureSpec, names: list[str]) -> Iterator[dict]:
-    """The table as the engine stores it, one dict of column values per chunk.
-    Not ``order by`` the id: SQLite sorts a wide table through a temporary
-    B-tree, 40 times slower than the scan at 1M rows (docs/experiments.md);
-    ``_put_in_id_order`` sorts the cache instead.
+    """The table in id order, one dict of column values per chunk. One canonical
+    order makes splits, batches and results the same whichever engine built it.
 
     Each engine hands over columns its own fastest way: DuckDB as typed pandas
     columns, SQLite as rows turned into columns by one ``zip`` (Python objects are
     unavoidable through the sqlite3 module; a loop per column is not)."""
     select = ", ".join(quote_identifier(n) for n in names)
-    sql = f"select {select} from {warehouse.qualified(spec.table)}"
+    sql = (
+        f"select {select} from {warehouse.qualified(spec.table)} "
+        f"order by {quote_identifier(spec.id_column)}"
+    )
     conn = warehouse.connect()
     try:
         cursor = conn.execute(sql)

@@ -357,10 +357,9 @@ def test_a_reader_keeps_its_cache_when_a_newer_build_replaces_it(built_world, tm
 
 
 def test_the_cache_is_the_same_whatever_order_the_engine_stores_rows_in(built_world, tmp_path):
-    """The cache is read in the engine's storage order (no ``order by``: SQLite
-    sorts a wide table slowly) and then put in id order, with category codes
-    numbered by first appearance: the same files, byte for byte, as from a table
-    stored in id order, so splits and encoders do not depend on storage."""
+    """A table's rows may be stored in any order (window functions write them in
+    partition order): the cache is the same, byte for byte, as from a table stored
+    in id order, so splits, batches and category codes do not depend on storage."""
     from models_py.pipeline import load_checked_spec
     from models_py.store import open_store
 
