@@ -2,4 +2,5 @@ import sys
 
 from models_py.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # not in a spawned worker process (models_py.store)
+    sys.exit(main())

@@ -3,7 +3,9 @@
 The first read of a dbt build streams the table out of the warehouse in id
 order, ``READ_CHUNK_ROWS`` rows at a time, into one flat binary file per
 column: categoricals as int32 codes (their values in ``columns.json``, -1 for
-NULL), numerics as float64. Memory holds one chunk, whatever the table's size.
+NULL), numerics as float64 (a large SQLite table in one id range per core, by
+parallel processes, joined after). Memory holds one chunk per reading process,
+then one column of one range while joining, whatever the table's size.
 Later reads take any row range of any column with a plain file read (no
 memory map, whose touched pages would count as resident), so both the
 in-memory path and the streaming path (models_py.stream) read from here.
@@ -17,7 +19,10 @@ import os
 import shutil
 import weakref
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise, repeat
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,9 @@ from models_py.warehouse import Warehouse, quote_identifier
 from recsys_core.errors import UserError
 
 READ_CHUNK_ROWS = 100_000
+# SQLite tables of at least this many rows are read by one process per core
+PARALLEL_READ_ROWS = 200_000
+READ_PROCESSES = min(os.cpu_count() or 1, 4)
 INDEX = "columns.json"
 
 
@@ -122,39 +130,29 @@ def _close(descriptors: dict[str, int]) -> None:
 def _build(warehouse: Warehouse, spec: FeatureSpec, folder: Path) -> None:
     """Stream the table into a temporary folder, then rename it into place."""
     names = spec.columns()
-    categorical = {f.name for f in spec.categorical}
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    codes: dict[str, dict[Any, int]] = {n: {} for n in names if n in categorical}
-    files = {n: open(tmp / f"{n}.bin", "wb") for n in names}  # noqa: SIM115 - closed below
-    rows = 0
     try:
-        for chunk in _chunks(warehouse, spec, names):
-            for name in names:
-                values = chunk[name]
-                if name in categorical:
-                    out = _encode_codes(values, codes[name])
-                else:
-                    out = _as_float(values, name)
-                files[name].write(np.ascontiguousarray(out).tobytes())
-            rows += len(chunk[names[0]])
+        ranges = _id_ranges(warehouse, spec)
+        if len(ranges) == 1:
+            rows, values = _write_part(warehouse, spec, tmp, ranges[0])
+        else:
+            # spawn: the parent may hold threads (torch, BLAS) that fork would copy
+            with ProcessPoolExecutor(len(ranges), mp_context=get_context("spawn")) as pool:
+                parts = [tmp / f"part-{k}" for k in range(len(ranges))]
+                written = list(
+                    pool.map(_write_part, repeat(warehouse), repeat(spec), parts, ranges)
+                )
+            rows, values = _concatenate(tmp, names, parts, written)
     except BaseException:
-        for handle in files.values():
-            handle.close()
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    for handle in files.values():
-        handle.close()
     index = {
         "format": 2,
         "rows": rows,
         "columns": {
-            n: (
-                {"kind": "categorical", "values": list(codes[n])}
-                if n in categorical
-                else {"kind": "numeric"}
-            )
+            n: {"kind": "categorical", "values": values[n]} if n in values else {"kind": "numeric"}
             for n in names
         },
     }
@@ -167,18 +165,105 @@ def _build(warehouse: Warehouse, spec: FeatureSpec, folder: Path) -> None:
     os.replace(tmp, folder)
 
 
-def _chunks(warehouse: Warehouse, spec: FeatureSpec, names: list[str]) -> Iterator[dict]:
-    """The table in id order, one dict of column values per chunk. One canonical
-    order makes splits, batches and results the same whichever engine built it.
+IdRange = tuple[int, int | None] | None  # ids >= low and < high (None: no bound)
+
+
+def _id_ranges(warehouse: Warehouse, spec: FeatureSpec) -> list[IdRange]:
+    """How to split the read: one part per core for a large SQLite table, by
+    ranges of the id, so that the parts follow each other in id order. The
+    sqlite3 module turns every value into a Python object while holding the
+    GIL, so only processes read in parallel (1M rows: docs/experiments.md);
+    DuckDB and small tables are read in one part."""
+    workers = READ_PROCESSES
+    if warehouse.engine != "sqlite" or workers < 2:
+        return [None]
+    conn = warehouse.connect()
+    try:
+        rows, low, high = conn.execute(
+            f"select count(*), min({quote_identifier(spec.id_column)}), "
+            f"max({quote_identifier(spec.id_column)}) from {warehouse.qualified(spec.table)}"
+        ).fetchone()
+    finally:
+        conn.close()
+    if rows < PARALLEL_READ_ROWS or not isinstance(low, int) or not isinstance(high, int):
+        return [None]
+    bounds = [low + (high - low + 1) * k // workers for k in range(workers + 1)]
+    return [(a, b if k < workers - 1 else None) for k, (a, b) in enumerate(pairwise(bounds))]
+
+
+def _write_part(
+    warehouse: Warehouse, spec: FeatureSpec, folder: Path, ids: IdRange
+) -> tuple[int, dict[str, list[Any]]]:
+    """The rows in ``ids`` (all when None), in id order, into ``folder``: one file
+    per column, categoricals as codes numbered in order of first appearance.
+    Returns the row count and each categorical's values in code order."""
+    names = spec.columns()
+    categorical = {f.name for f in spec.categorical}
+    folder.mkdir(parents=True, exist_ok=True)
+    codes: dict[str, dict[Any, int]] = {n: {} for n in names if n in categorical}
+    files = {n: open(folder / f"{n}.bin", "wb") for n in names}  # noqa: SIM115 - closed below
+    rows = 0
+    try:
+        for chunk in _chunks(warehouse, spec, names, ids):
+            for name in names:
+                values = chunk[name]
+                if name in categorical:
+                    out = _encode_codes(values, codes[name])
+                else:
+                    out = _as_float(values, name)
+                files[name].write(np.ascontiguousarray(out).tobytes())
+            rows += len(chunk[names[0]])
+    finally:
+        for handle in files.values():
+            handle.close()
+    return rows, {n: list(dictionary) for n, dictionary in codes.items()}
+
+
+def _concatenate(
+    folder: Path,
+    names: list[str],
+    parts: list[Path],
+    written: list[tuple[int, dict[str, list[Any]]]],
+) -> tuple[int, dict[str, list[Any]]]:
+    """Join the parts' files in order into ``folder``, renumbering each part's
+    codes into one numbering by first appearance: the files a one-part read
+    writes, byte for byte."""
+    merged: dict[str, dict[Any, int]] = {n: {} for n in written[0][1]}
+    for name in names:
+        with open(folder / f"{name}.bin", "wb") as out:
+            for part, (_, values) in zip(parts, written, strict=True):
+                data = (part / f"{name}.bin").read_bytes()
+                if name in merged:
+                    dictionary = merged[name]
+                    recode = np.array(
+                        [dictionary.setdefault(v, len(dictionary)) for v in values[name]] + [-1],
+                        dtype=np.int32,
+                    )
+                    data = recode[np.frombuffer(data, dtype=np.int32)].tobytes()
+                out.write(data)
+    for part in parts:
+        shutil.rmtree(part)
+    return sum(rows for rows, _ in written), {n: list(d) for n, d in merged.items()}
+
+
+def _chunks(
+    warehouse: Warehouse, spec: FeatureSpec, names: list[str], ids: IdRange = None
+) -> Iterator[dict]:
+    """The table (the rows in ``ids``) in id order, one dict of column values per
+    chunk. One canonical order makes splits, batches and results the same
+    whichever engine built it.
 
     Each engine hands over columns its own fastest way: DuckDB as typed pandas
     columns, SQLite as rows turned into columns by one ``zip`` (Python objects are
     unavoidable through the sqlite3 module; a loop per column is not)."""
     select = ", ".join(quote_identifier(n) for n in names)
-    sql = (
-        f"select {select} from {warehouse.qualified(spec.table)} "
-        f"order by {quote_identifier(spec.id_column)}"
-    )
+    id_column = quote_identifier(spec.id_column)
+    where = ""
+    if ids is not None:
+        low, high = ids
+        where = f" where {id_column} >= {int(low)}"
+        where += "" if high is None else f" and {id_column} < {int(high)}"
+    sql = f"select {select} from {warehouse.qualified(spec.table)}{where} order by {id_column}"
     conn = warehouse.connect()
     try:
         cursor = conn.execute(sql)

@@ -356,10 +356,15 @@ def test_a_reader_keeps_its_cache_when_a_newer_build_replaces_it(built_world, tm
     assert len(reader.read(spec.categorical[0].name)) == reader.rows
 
 
-def test_the_cache_is_the_same_whatever_order_the_engine_stores_rows_in(built_world, tmp_path):
+@pytest.mark.parametrize("processes", [1, 3])
+def test_the_cache_is_the_same_whatever_order_the_engine_stores_rows_in(
+    built_world, tmp_path, monkeypatch, processes
+):
     """A table's rows may be stored in any order (window functions write them in
-    partition order): the cache is the same, byte for byte, as from a table stored
-    in id order, so splits, batches and category codes do not depend on storage."""
+    partition order), and a large SQLite table is read by one process per id
+    range: the cache is the same, byte for byte, as one process reading a table
+    stored in id order, so splits, batches and category codes depend on neither."""
+    from models_py import store
     from models_py.pipeline import load_checked_spec
     from models_py.store import open_store
 
@@ -372,11 +377,14 @@ def test_the_cache_is_the_same_whatever_order_the_engine_stores_rows_in(built_wo
         conn.execute(f"create table shuffled as select * from {table} order by random()")
     caches = {}
     for layout in ("in_order", "shuffled"):
+        parallel = layout == "shuffled" and processes > 1
+        monkeypatch.setattr(store, "READ_PROCESSES", processes if parallel else 1)
+        monkeypatch.setattr(store, "PARALLEL_READ_ROWS", 0)
         with sqlite3.connect(world / "warehouse.db") as conn:
             conn.execute(f"drop table {table}")
             conn.execute(f"create table {table} as select * from {layout}")
-        store = open_store(workspace.warehouse, spec, build, tmp_path / layout)
-        caches[layout] = {path.name: path.read_bytes() for path in sorted(store.folder.iterdir())}
+        cache = open_store(workspace.warehouse, spec, build, tmp_path / layout)
+        caches[layout] = {path.name: path.read_bytes() for path in sorted(cache.folder.iterdir())}
     assert caches["shuffled"] == caches["in_order"]
     ids = np.frombuffer(caches["shuffled"][f"{spec.id_column}.bin"], dtype=np.float64)
     assert (np.diff(ids) > 0).all()
