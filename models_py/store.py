@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from models_py.registry import FeatureSpec
 from models_py.warehouse import Warehouse, quote_identifier
@@ -253,9 +255,10 @@ def _chunks(
     chunk. One canonical order makes splits, batches and results the same
     whichever engine built it.
 
-    Each engine hands over columns its own fastest way: DuckDB as typed pandas
-    columns, SQLite as rows turned into columns by one ``zip`` (Python objects are
-    unavoidable through the sqlite3 module; a loop per column is not)."""
+    Each engine hands over columns its own fastest way: DuckDB as Arrow record
+    batches (typed, column-wise, no pandas), SQLite as rows turned into columns
+    by one ``zip`` (Python objects are unavoidable through the sqlite3 module; a
+    loop per column is not)."""
     select = ", ".join(quote_identifier(n) for n in names)
     id_column = quote_identifier(spec.id_column)
     where = ""
@@ -268,8 +271,8 @@ def _chunks(
     try:
         cursor = conn.execute(sql)
         if warehouse.engine == "duckdb":
-            while len(frame := cursor.fetch_df_chunk(READ_CHUNK_ROWS // 2048 + 1)):
-                yield {n: frame[n] for n in names}
+            for batch in cursor.fetch_record_batch(READ_CHUNK_ROWS):
+                yield dict(zip(names, batch.columns, strict=True))
             return
         while rows := cursor.fetchmany(READ_CHUNK_ROWS):
             yield dict(zip(names, zip(*rows, strict=True), strict=True))
@@ -284,17 +287,22 @@ def _normal_value(value: Any) -> Any:
     return str(value)
 
 
-def _encode_codes(values: Sequence[Any] | pd.Series, dictionary: dict[Any, int]) -> np.ndarray:
+def _encode_codes(values: Sequence[Any] | pa.Array, dictionary: dict[Any, int]) -> np.ndarray:
     """Global int32 codes for a chunk (-1 for NULL), growing ``dictionary`` as new
     values appear. Only the chunk's distinct values go through Python. A typed
     column is factorised as it is; Python values stay objects (as floats, large
     integer ids would lose digits)."""
-    if not isinstance(values, pd.Series):
+    if isinstance(values, pa.Array):  # numbered by first appearance, as factorize does
+        encoded = values.dictionary_encode()
+        local = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
+        uniques = encoded.dictionary.to_pylist()
+    else:
         values = pd.Series(values, dtype=object)
-    local, uniques = pd.factorize(values, use_na_sentinel=True)
+        local, found = pd.factorize(values, use_na_sentinel=True)
+        uniques = found.tolist()
     mapping = np.empty(len(uniques) + 1, dtype=np.int32)
     mapping[-1] = -1  # local -1 (NULL) indexes the last slot
-    for i, value in enumerate(uniques.tolist()):
+    for i, value in enumerate(uniques):
         key = _normal_value(value)
         code = dictionary.get(key)
         if code is None:
@@ -303,13 +311,14 @@ def _encode_codes(values: Sequence[Any] | pd.Series, dictionary: dict[Any, int])
     return mapping[local]
 
 
-def _as_float(values: Sequence[Any] | pd.Series, name: str) -> np.ndarray:
+def _as_float(values: Sequence[Any] | pa.Array, name: str) -> np.ndarray:
     """float64, NULL as NaN; numbers stored as text are parsed, other text refused."""
     try:
-        if isinstance(values, pd.Series):
-            return values.to_numpy(dtype=np.float64, na_value=np.nan)
+        if isinstance(values, pa.Array):  # unsafe: ids beyond 2**53 round, as NumPy's do
+            cast = pc.cast(values, pa.float64(), safe=False)
+            return cast.to_numpy(zero_copy_only=False)  # NULL -> NaN
         return np.asarray(values, dtype=np.float64)  # None -> NaN
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, NotImplementedError):
         raise UserError(
             f"feature column {name!r} holds non-numeric values but the dbt YAML "
             f"says numeric: fix the model or its meta.type"

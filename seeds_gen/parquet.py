@@ -4,7 +4,6 @@ Every column is written as text, NULLs kept, like DuckDB's all-varchar view of
 raw.db: bad values must reach the staging quarantine, not fail the load. Each
 table goes to ``<data dir>/raw_parquet/<table>/part-0.parquet`` through a
 temporary folder renamed into place, so a failed export leaves the last one.
-Needs pyarrow (the ``spark`` extra).
 """
 
 from __future__ import annotations
@@ -15,6 +14,9 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from recsys_core.errors import UserError
 
 TABLES = ("users", "items", "interactions")
@@ -23,10 +25,6 @@ BATCH_ROWS = 200_000
 
 def export_parquet(raw_db: Path, folder: Path) -> dict[str, int]:
     """Write each raw table as Parquet under ``folder``; rows written per table."""
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise UserError("pyarrow is not installed: pip install -e '.[spark]'") from None
     if not raw_db.exists():
         raise UserError(f"{raw_db} not found: run `make data` first")
     folder.mkdir(parents=True, exist_ok=True)
@@ -35,9 +33,6 @@ def export_parquet(raw_db: Path, folder: Path) -> dict[str, int]:
 
 
 def _export_table(conn: sqlite3.Connection, raw_db: Path, table: str, folder: Path) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     columns = [r[1] for r in conn.execute(f'pragma table_info("{table}")')]
     if not columns:
         raise UserError(f"{raw_db} has no table {table!r}")

@@ -390,6 +390,45 @@ def test_the_cache_is_the_same_whatever_order_the_engine_stores_rows_in(
     assert (np.diff(ids) > 0).all()
 
 
+@pytest.mark.parametrize("target", ["sqlite", "duckdb"])
+def test_text_in_a_numeric_feature_is_one_error_naming_the_column(duckdb_world, tmp_path, target):
+    """Each engine's reader (SQLite rows, DuckDB Arrow batches) parses numbers
+    stored as text and refuses other text in a numeric column, naming it."""
+    import duckdb
+
+    from models_py.pipeline import load_checked_spec
+    from models_py.store import open_store
+    from recsys_core.errors import UserError
+
+    world = copy_world(duckdb_world, tmp_path / "world")
+    workspace = world_workspace(world, target)
+    spec, build = load_checked_spec(workspace)
+    table, column = spec.table, "user_ctr"
+    connect = sqlite3.connect if target == "sqlite" else duckdb.connect
+
+    def change(*statements: str) -> None:
+        conn = connect(str(workspace.warehouse.path))
+        for statement in statements:
+            conn.execute(statement)
+        conn.commit()
+        conn.close()
+
+    if target == "duckdb":  # SQLite keeps whatever a column is given
+        change(
+            f"create table typed as select * from {table}",
+            f"drop table {table}",
+            f"create table {table} as select * replace (cast({column} as varchar) as {column}) "
+            "from typed",
+        )
+    change(f"update {table} set {column} = '0.25' where interaction_id % 7 = 0")
+    store = open_store(workspace.warehouse, spec, build, tmp_path / "parsed")
+    ids = store.read(spec.id_column)
+    assert (store.read(column)[ids % 7 == 0] == 0.25).all()
+    change(f"update {table} set {column} = 'high' where interaction_id % 7 = 0")
+    with pytest.raises(UserError, match=f"feature column '{column}' holds non-numeric values"):
+        open_store(workspace.warehouse, spec, build, tmp_path / "refused")
+
+
 HOSTILE_NAMES = [
     'user_ctr"; drop table fct_impression_features; --',
     "user ctr",
