@@ -42,7 +42,8 @@ BUFFER_BLOCKS = 8
 QUANTILE_SAMPLE = 1_000_000
 READ_ROWS = 1_000_000  # rows per read when gathering a column or a row subset
 
-Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+# categorical, numeric, label, and the wide path's logit when computed ahead (or None)
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
 @dataclass
@@ -182,10 +183,10 @@ class StreamedBatches:
             full = len(encoded) // self.batch_size * self.batch_size
             for start in range(0, full, self.batch_size):
                 piece = slice(start, start + self.batch_size)
-                yield encoded.categorical[piece], encoded.numeric[piece], encoded.label[piece]
+                yield encoded.categorical[piece], encoded.numeric[piece], encoded.label[piece], None
             carry = _rows(encoded, torch.arange(full, len(encoded)))
         if carry is not None and len(carry):
-            yield carry.categorical, carry.numeric, carry.label
+            yield carry.categorical, carry.numeric, carry.label, None
 
     def _encode(self, blocks: np.ndarray) -> Encoded:
         parts = []

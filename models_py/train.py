@@ -45,10 +45,14 @@ class TrainState:
 
 
 class TensorBatches:
-    """Shuffled batches sliced from tensors already in memory (the default path)."""
+    """Shuffled batches sliced from tensors already in memory (the default path),
+    with each row's wide logit when it is computed ahead (``wide_logit``)."""
 
-    def __init__(self, data: Encoded, batch_size: int, seed: int) -> None:
+    def __init__(
+        self, data: Encoded, batch_size: int, seed: int, wide_logit: torch.Tensor | None = None
+    ) -> None:
         self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.wide_logit = wide_logit
 
     def __len__(self) -> int:
         return len(self.data)
@@ -59,7 +63,8 @@ class TensorBatches:
         permutation = torch.randperm(len(self.data), generator=generator).to(device)
         for start in range(skip_batches * self.batch_size, len(self.data), self.batch_size):
             rows = permutation[start : start + self.batch_size]
-            yield self.data.categorical[rows], self.data.numeric[rows], self.data.label[rows]
+            wide = None if self.wide_logit is None else self.wide_logit[rows]
+            yield self.data.categorical[rows], self.data.numeric[rows], self.data.label[rows], wide
 
 
 def seed_everything(seed: int) -> None:
@@ -111,7 +116,7 @@ def train(
     seed_everything(config.seed)
     device = _device(config, dist)
     model, net, optimizers, state = _set_up(config, data, device, dist, resume_from, progress)
-    source = _batch_source(data, config, device)
+    source = _batch_source(data, config, device, model)
     schedule = Schedule.of(len(source), config)
     batches: Iterator[Batch] = iter(())
     batches_epoch = -1
@@ -301,12 +306,13 @@ def _resume(
 
 
 def _batch_source(
-    data: Prepared, config: TrainConfig, device: torch.device
+    data: Prepared, config: TrainConfig, device: torch.device, model: CTRModel
 ) -> TensorBatches | StreamedBatches:
     if data.stream is not None:
         return data.stream
     assert data.train is not None
-    return TensorBatches(data.train.to(device), config.batch_size, config.seed)
+    train = data.train.to(device)
+    return TensorBatches(train, config.batch_size, config.seed, model.frozen_wide_logits(train))
 
 
 def _step(
@@ -318,9 +324,10 @@ def _step(
     device: torch.device,
 ) -> float:
     """One optimiser step on this process's share of the global batch; the loss."""
-    categorical, numeric, label = batch
+    categorical, numeric, label, wide = batch
     mine = slice(dist.rank, None, dist.world)
-    logits = net(categorical[mine].to(device), numeric[mine].to(device))
+    wide = None if wide is None else wide[mine].to(device)
+    logits = net(categorical[mine].to(device), numeric[mine].to(device), wide)
     loss = nn.functional.binary_cross_entropy_with_logits(logits, label[mine].to(device))
     value = float(loss.detach())
     if not math.isfinite(value):

@@ -146,3 +146,29 @@ def test_the_output_starts_at_the_training_click_rate():
     # wide weights start at 0; the MLP's own output is small at initialisation
     p = model.probability(categorical, torch.zeros(3, 1))
     assert torch.allclose(p, torch.full((3,), 0.05), atol=0.02)
+
+
+def test_a_frozen_wide_path_computed_ahead_gives_the_same_logits():
+    """Training adds each row's wide logit computed once (the weights are frozen
+    after their fit) instead of recomputing it every step: the same logits; a
+    wide path that still trains gets none computed ahead."""
+    torch.manual_seed(0)
+    n = 300
+    categorical = torch.stack([torch.randint(0, card, (n,)) for _, card in SLOTS], dim=1)
+    data = Encoded(categorical.to(torch.int32), torch.randn(n, 1), torch.zeros(n))
+    model = _model(numeric_crosses=[(3, 0)])
+    assert model.frozen_wide_logits(data) is None
+    with torch.no_grad():
+        for weight in (model.first_order.weight, model.numeric_cross.weight):
+            weight.normal_()
+    model.freeze_wide()
+    ahead = model.frozen_wide_logits(data)
+    assert ahead is not None and ahead.shape == (n,)
+    with torch.no_grad():
+        assert torch.allclose(
+            model(data.categorical, data.numeric, ahead), model(data.categorical, data.numeric)
+        )
+        model.mlp[-1].bias.fill_(0.0)
+        model.mlp[-1].weight.zero_()
+        assert not torch.allclose(ahead, torch.zeros(n))
+        assert torch.allclose(model(data.categorical, data.numeric), ahead)
