@@ -170,13 +170,19 @@ class CTRModel(nn.Module):
         cells = cells + categorical[:, self.cross_right] + self.cross_offsets
         return torch.cat([index, cells], dim=1)
 
+    def wide_weights(self) -> list[nn.Parameter]:
+        """The wide path's weights (what models_py.wide_fit fits); none when it is off."""
+        if not self.wide:
+            return []
+        weights = [self.first_order.weight, self.numeric_linear.weight]
+        if self.numeric_cross is not None:
+            weights.append(self.numeric_cross.weight)
+        return weights
+
     def freeze_wide(self) -> None:
         """Keep the wide weights as fitted (models_py.wide_fit): no optimiser moves them."""
-        if self.wide:
-            self.first_order.weight.requires_grad_(False)
-            self.numeric_linear.weight.requires_grad_(False)
-            if self.numeric_cross is not None:
-                self.numeric_cross.weight.requires_grad_(False)
+        for weight in self.wide_weights():
+            weight.requires_grad_(False)
 
     @torch.no_grad()
     def frozen_wide_logits(self, data: Encoded) -> torch.Tensor | None:

@@ -266,10 +266,7 @@ def _fit_wide(model: CTRModel, data: Prepared, dist: Dist, progress: bool) -> Wi
     if dist.enabled:
         from torch import distributed
 
-        fitted = [model.first_order.weight, model.numeric_linear.weight, model.mlp[-1].bias]
-        if model.numeric_cross is not None:
-            fitted.append(model.numeric_cross.weight)
-        for param in fitted:
+        for param in [*model.wide_weights(), model.mlp[-1].bias]:
             distributed.broadcast(param.data, src=0)
     with torch.no_grad():  # the MLP starts at zero output: the model starts at the fit
         model.mlp[-1].weight.zero_()
