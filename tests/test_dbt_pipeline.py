@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from models_py import checkpoint
-from tests.conftest import copy_project, dbt, generate, recsys
+from tests.conftest import copy_project, copy_world, dbt, generate, recsys
 
 
 def _query(db: Path, sql: str, attach_raw: Path | None = None) -> pd.DataFrame:
@@ -247,6 +247,29 @@ def test_times_in_milliseconds_fail_the_build(tmp_path):
     assert "FAIL 1 plausible_epoch_seconds_stg_items_created_ts" in result.stdout
     assert "FAIL 1 plausible_epoch_seconds_stg_users_signup_ts" in result.stdout
     assert "SKIP relation main.fct_impression_features" in result.stdout
+
+
+def test_one_scan_checks_every_feature_columns_nulls_and_range(built_world, tmp_path):
+    """The mart's NULL and range checks run as one test (one scan): each failed
+    check is a failing row that names it, with its count of rows."""
+    world = copy_world(built_world, tmp_path / "world")
+    with sqlite3.connect(world / "warehouse.db") as conn:
+        conn.execute("update fct_impression_features set user_ctr = 1.5 where interaction_id <= 2")
+        conn.execute(
+            "update fct_impression_features set item_prior_clicks = null where interaction_id = 3"
+        )
+    (world / "schemas").mkdir(exist_ok=True)
+    result = dbt(["test", "-s", "fct_impression_features", "--store-failures"], world, check=False)
+    assert result.returncode != 0
+    assert "FAIL 2 fct_impression_features_columns_in_range" in result.stdout, result.stdout
+    with sqlite3.connect(world / "schemas" / "main_dbt_test__audit.db") as conn:
+        failed = conn.execute(
+            "select failed_check, failing_rows from fct_impression_features_columns_in_range"
+        ).fetchall()
+    assert sorted(failed) == [
+        ("item_prior_clicks is null or item_prior_clicks < 0", 1),
+        ("user_ctr is null or user_ctr < 0 or user_ctr > 1", 2),
+    ]
 
 
 def test_a_failing_rebuild_keeps_the_last_good_feature_table(tmp_path):

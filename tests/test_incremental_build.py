@@ -128,13 +128,13 @@ def test_appended_days_build_incrementally_to_a_full_rebuilds_tables(tmp_path, t
 
 def _assert_tests_checked_appended_rows(data: Path) -> None:
     tests = data / "target" / "run" / "recsys" / "dbt_project" / "models" / "marts"
-    not_null = (
-        tests / "fct_impression_features.yml" / "not_null_fct_impression_features_clicked.sql"
+    in_range = (
+        tests / "fct_impression_features.yml" / "fct_impression_features_columns_in_range.sql"
     )
     unique = (
         tests / "fct_impression_features.yml" / "unique_fct_impression_features_interaction_id.sql"
     )
-    assert "where event_ts > " in not_null.read_text()
+    assert "where event_ts > " in in_range.read_text()
     assert "event_ts" not in unique.read_text()
 
 

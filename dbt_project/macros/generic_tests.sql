@@ -65,3 +65,71 @@ where
     {{ column_name }} > {{ max_event_ts() }}
     or {{ column_name }} < {{ var('min_plausible_ts') }}
 {% endtest %}
+
+{#- Every listed column's NULLs and range in one scan of the model, where a test
+    per column and check scans it once each (on the 1M-row feature mart, 35
+    scans took 10.7 s of SQLite's build). `columns` maps a column to its bounds:
+    {min: 0}, {min: 0, max: 1}, {} for NULL only; {nullable: true} allows NULL.
+    One row per failed check, naming it, with its count of failing rows (`dbt
+    test --store-failures` keeps them). -#}
+{% test columns_in_range(model, columns) %}
+{%- set checks = [] %}
+{%- for name, bounds in columns.items() %}
+    {%- set failing = [] %}
+    {%- if not bounds.get('nullable', false) %}
+        {%- do failing.append(name ~ ' is null') %}
+    {%- endif %}
+    {%- if bounds.get('min') is not none %}
+        {%- do failing.append(name ~ ' < ' ~ bounds['min']) %}
+    {%- endif %}
+    {%- if bounds.get('max') is not none %}
+        {%- do failing.append(name ~ ' > ' ~ bounds['max']) %}
+    {%- endif %}
+    {%- if not failing %}
+        {{ exceptions.raise_compiler_error(
+            "columns_in_range: column " ~ name ~ " is nullable and has no bounds: nothing to check") }}
+    {%- endif %}
+    {%- do checks.append(failing | join(' or ')) %}
+{%- endfor %}
+with
+
+failing_counts as (
+
+    select
+    {%- for check in checks %}
+        coalesce(sum(case when {{ check }} then 1 else 0 end), 0) as failing_{{ loop.index }}
+        {{- ',' if not loop.last }}
+    {%- endfor %}
+    from {{ model }}
+
+),
+
+checks as (
+
+    {%- for check in checks %}
+    select {{ loop.index }} as check_number, '{{ check }}' as failed_check
+    {%- if not loop.last %}
+    union all
+    {%- endif %}
+    {%- endfor %}
+
+),
+
+failed as (
+
+    select
+        checks.failed_check,
+        case checks.check_number
+        {%- for check in checks %}
+            when {{ loop.index }} then failing_counts.failing_{{ loop.index }}
+        {%- endfor %}
+        end as failing_rows
+    from checks
+    cross join failing_counts
+
+)
+
+select *
+from failed
+where failing_rows > 0
+{% endtest %}
