@@ -117,10 +117,19 @@ def test_appended_days_build_incrementally_to_a_full_rebuilds_tables(tmp_path, t
         # a second night that stops halfway (as a failed or partial run would):
         # the next run's later models catch up from their own last second
         _append(data, seed=21)
+        _insert(data, "1", clicked=1)  # a new copy of a clean row's id: a duplicate
         dbt(["run", "-s", "int_interactions_checked", "int_interactions"], data)
         plans = _plans(dbt(["run"], data))
         assert all(plan.startswith("incremental, rows after second") for plan in plans.values())
         assert plans["int_interactions"] != plans["int_impression_history"], plans
+        with sqlite3.connect(data / "warehouse.db") as conn:
+            reasons = conn.execute(
+                "select reason from int_interactions_checked where interaction_id = 1"
+            ).fetchall()
+        assert sorted(reason or "kept" for (reason,) in reasons) == [
+            "duplicate_interaction_id",
+            "kept",
+        ], reasons
 
     full = _full_build_of(data, tmp_path / "full", target)
     _assert_same_tables(data, full, target)

@@ -13,6 +13,9 @@
     check_raw_prefix=true,
 ) }}
 {%- set plan = feature_build_plan() %}
+{#- a copy of an id that an earlier build judged is a duplicate -#}
+{%- set judged_before = 'earlier_ids.interaction_id is not null'
+    if plan['incremental'] else '1 = 0' %}
 {{ feature_build_header(plan) }}
 
 with
@@ -84,14 +87,25 @@ earlier_ids as (
 ranked as (
 
     -- Among copies of one id the first clean one (earliest, then by content) is
-    -- kept; the others are duplicates. Only repeated ids are ranked (cheap).
+    -- kept; the others are duplicates. Only the rows of repeated ids are ranked:
+    -- a window over every row sorts them all (the model's select on 1M rows,
+    -- SQLite: 6.4 s with it, 3.7 s without).
+    select
+        judged.*,
+        case when {{ judged_before }} then 2 else 1 end as copy_number
+    from judged
+    left join repeated_ids on judged.interaction_id = repeated_ids.interaction_id
+    {%- if plan['incremental'] %}
+    left join earlier_ids on judged.interaction_id = earlier_ids.interaction_id
+    {%- endif %}
+    where repeated_ids.interaction_id is null
+
+    union all
+
     select
         judged.*,
         case
-            {% if plan['incremental'] -%}
-            when earlier_ids.interaction_id is not null then 2
-            {% endif -%}
-            when repeated_ids.interaction_id is null then 1
+            when {{ judged_before }} then 2
             else row_number() over (
                 partition by judged.interaction_id
                 order by
@@ -101,7 +115,7 @@ ranked as (
             )
         end as copy_number
     from judged
-    left join repeated_ids on judged.interaction_id = repeated_ids.interaction_id
+    inner join repeated_ids on judged.interaction_id = repeated_ids.interaction_id
     {%- if plan['incremental'] %}
     left join earlier_ids on judged.interaction_id = earlier_ids.interaction_id
     {%- endif %}
