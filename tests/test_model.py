@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from models_py import metrics
+from models_py import metrics, wide_fit
 from models_py.config import TrainConfig, auto_batch_size
 from models_py.data import Encoded
 from models_py.model import CTRModel, attribute_crosses, numeric_crosses
@@ -132,6 +132,41 @@ def test_the_wide_fit_learns_how_a_numeric_moves_each_category():
         aucs[crossed] = metrics.auc(test.label.numpy(), logit.numpy())
     assert aucs[False] < 0.55
     assert aucs[True] > 0.75
+
+
+def test_the_wide_path_abandons_a_weaker_strength_that_overfits(monkeypatch):
+    """A user x item cross of 2,000 cells over 3,000 rows (the label follows the
+    category alone) overfits at a weak L2: its fit is stopped early, and the path
+    keeps the strength and the weights it would have kept without stopping."""
+
+    def data(seed: int, n: int = 3000) -> Encoded:
+        g = torch.Generator().manual_seed(seed)
+        categorical = torch.stack(
+            [
+                torch.randint(0, 50, (n,), generator=g),
+                torch.randint(0, 40, (n,), generator=g),
+                torch.zeros(n, dtype=torch.int64),
+                torch.randint(0, 21, (n,), generator=g),
+                torch.zeros(n, dtype=torch.int64),
+            ],
+            dim=1,
+        ).to(torch.int32)
+        p = torch.sigmoid(torch.where(categorical[:, 3] % 2 == 0, 1.0, -1.0))
+        return Encoded(categorical, torch.zeros(n, 1), torch.bernoulli(p, generator=g))
+
+    train, validation = data(0), data(1)
+    fits, weights = {}, {}
+    for abandon in (True, False):
+        if not abandon:
+            monkeypatch.setattr(wide_fit, "ABANDON_BELOW_BEST", float("inf"))
+        torch.manual_seed(0)
+        model = _model(crosses=[(0, 1)])
+        fits[abandon] = fit_wide(model, train, validation, path=(1e-2, 1e-5), log=False)
+        weights[abandon] = model.first_order.weight.detach().clone()
+    assert fits[True].l2 == fits[False].l2 == 1e-2
+    assert fits[True].validation_auc == fits[False].validation_auc
+    assert torch.equal(weights[True], weights[False])
+    assert fits[True].evaluations < fits[False].evaluations / 2
 
 
 def test_ids_enter_the_mlp_only_when_asked():
