@@ -76,7 +76,7 @@ append: setup
 # Parquet for Spark to read, and builds on local Spark; train and evaluate then
 # read the tables' Parquet files without Spark.
 features: setup
-	mkdir -p "$(RECSYS_DATA_DIR)"
+	mkdir -p "$(RECSYS_DATA_DIR)/schemas"  # dbt-sqlite's other schemas, e.g. for --store-failures
 ifeq ($(TARGET),spark)
 	$(BIN)/pip install --quiet -e ".[spark]"
 	$(BIN)/python -m seeds_gen parquet
