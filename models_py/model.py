@@ -20,6 +20,7 @@ scatter-add: several times faster on CPU than a sparse gradient); tables above
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -31,6 +32,13 @@ from models_py.distributed import uses_cuda
 from models_py.registry import FeatureSpec
 
 EVAL_BATCH = 65_536
+
+
+def _in_batches(data: Encoded) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """(categorical, numeric) of ``data`` in EVAL_BATCH slices: scoring every row
+    at once would hold its activations for all of them."""
+    for start in range(0, len(data), EVAL_BATCH):
+        yield data.categorical[start : start + EVAL_BATCH], data.numeric[start : start + EVAL_BATCH]
 
 
 def _lookup(table: nn.Embedding, index: torch.Tensor) -> torch.Tensor:
@@ -192,11 +200,10 @@ class CTRModel(nn.Module):
         1M impressions). None when the wide path trains."""
         if not self.wide or self.first_order.weight.requires_grad:
             return None
-        parts = []
-        for start in range(0, len(data), EVAL_BATCH):
-            categorical = data.categorical[start : start + EVAL_BATCH]
-            numeric = data.numeric[start : start + EVAL_BATCH]
-            parts.append(self._wide(categorical, categorical + self.offsets, numeric))
+        parts = [
+            self._wide(categorical, categorical + self.offsets, numeric)
+            for categorical, numeric in _in_batches(data)
+        ]
         return torch.cat(parts) if parts else torch.zeros(0)
 
     def probability(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
@@ -285,9 +292,8 @@ def predict(model: CTRModel, data: Encoded, device: torch.device, raw: bool = Fa
     ``raw``: sigmoid of the network's logit, before the model's calibration."""
     model.eval()
     out = []
-    for start in range(0, len(data), EVAL_BATCH):
-        cat = data.categorical[start : start + EVAL_BATCH].to(device)
-        num = data.numeric[start : start + EVAL_BATCH].to(device)
+    for cat, num in _in_batches(data):
+        cat, num = cat.to(device), num.to(device)
         p = torch.sigmoid(model(cat, num)) if raw else model.probability(cat, num)
         out.append(p.float().cpu())
     model.train()
