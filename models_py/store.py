@@ -1,11 +1,12 @@
 """The on-disk column cache of a feature table build, written and read in chunks.
 
-The first read of a dbt build streams the table out of the warehouse in id
-order, ``READ_CHUNK_ROWS`` rows at a time, into one flat binary file per
-column: categoricals as int32 codes (their values in ``columns.json``, -1 for
-NULL), numerics as float64 (a large SQLite table in one id range per core, by
-parallel processes, joined after). Memory holds one chunk per reading process,
-then one column of one range while joining, whatever the table's size.
+The first read of a dbt build streams the table out of the warehouse,
+``READ_CHUNK_ROWS`` rows at a time, into one flat binary file per column:
+categoricals as int32 codes (their values in ``columns.json``, -1 for NULL),
+numerics as float64, in id order. A large SQLite table is read in storage order
+by one thread per rowid range (its driver releases the GIL) and its parts are
+joined and put in id order after. Memory holds one chunk per reading thread,
+then one column while joining, whatever the table's size.
 Later reads take any row range of any column with a plain file read (no
 memory map, whose touched pages would count as resident), so both the
 in-memory path and the streaming path (models_py.stream) read from here.
@@ -17,12 +18,12 @@ import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import weakref
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Generator, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise, repeat
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,9 @@ from models_py.warehouse import Warehouse, quote_identifier
 from recsys_core.errors import UserError
 
 READ_CHUNK_ROWS = 100_000
-# SQLite tables of at least this many rows are read by one process per core
+# SQLite tables of at least this many rows are read by one thread per core
 PARALLEL_READ_ROWS = 200_000
-READ_PROCESSES = min(os.cpu_count() or 1, 4)
+READ_THREADS = min(os.cpu_count() or 1, 4)
 INDEX = "columns.json"
 
 
@@ -136,17 +137,11 @@ def _build(warehouse: Warehouse, spec: FeatureSpec, folder: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        ranges = _id_ranges(warehouse, spec)
-        if len(ranges) == 1:
-            rows, values = _write_part(warehouse, spec, tmp, ranges[0])
-        else:
-            # spawn: the parent may hold threads (torch, BLAS) that fork would copy
-            with ProcessPoolExecutor(len(ranges), mp_context=get_context("spawn")) as pool:
-                parts = [tmp / f"part-{k}" for k in range(len(ranges))]
-                written = list(
-                    pool.map(_write_part, repeat(warehouse), repeat(spec), parts, ranges)
-                )
-            rows, values = _concatenate(tmp, names, parts, written)
+        parts = _parts(warehouse, spec)
+        folders = [tmp / f"part-{k}" for k in range(len(parts))]
+        with ThreadPoolExecutor(len(parts)) as pool:
+            written = list(pool.map(_write_part, repeat(warehouse), repeat(spec), folders, parts))
+        rows, values = _join(tmp, spec, folders, written)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -167,46 +162,56 @@ def _build(warehouse: Warehouse, spec: FeatureSpec, folder: Path) -> None:
     os.replace(tmp, folder)
 
 
-IdRange = tuple[int, int | None] | None  # ids >= low and < high (None: no bound)
+# How one thread reads its part of the table: None, the whole table in id order
+# (``order by``); a (low, high) pair, the SQLite rows whose rowid is >= low and
+# < high, in storage order (put in id order when the parts are joined).
+Part = tuple[int, int] | None
 
 
-def _id_ranges(warehouse: Warehouse, spec: FeatureSpec) -> list[IdRange]:
-    """How to split the read: one part per core for a large SQLite table, by
-    ranges of the id, so that the parts follow each other in id order. The
-    sqlite3 module turns every value into a Python object while holding the
-    GIL, so only processes read in parallel (1M rows: docs/experiments.md);
-    DuckDB and small tables are read in one part."""
-    workers = READ_PROCESSES
-    if warehouse.engine != "sqlite" or workers < 2:
+def _parts(warehouse: Warehouse, spec: FeatureSpec) -> list[Part]:
+    """How to split the read. A SQLite table is read by rowid ranges (a rowid
+    range is a B-tree seek; an id range scans the table unless the id is
+    indexed, and ``order by`` sorts it), one per core once it is large (the
+    driver decodes rows without the GIL). DuckDB sorts and hands over Arrow
+    itself, in one part; so is a SQLite view (its rowids are NULL) or a table
+    without rowids, and an empty table."""
+    if warehouse.engine != "sqlite":
         return [None]
     conn = warehouse.connect()
     try:
         rows, low, high = conn.execute(
-            f"select count(*), min({quote_identifier(spec.id_column)}), "
-            f"max({quote_identifier(spec.id_column)}) from {warehouse.qualified(spec.table)}"
+            f"select count(*), min(rowid), max(rowid) from {warehouse.qualified(spec.table)}"
         ).fetchone()
+    except sqlite3.OperationalError:  # "no such column: rowid": a without rowid table
+        return [None]
     finally:
         conn.close()
-    if rows < PARALLEL_READ_ROWS or not isinstance(low, int) or not isinstance(high, int):
+    if not isinstance(low, int) or not isinstance(high, int):
         return [None]
+    workers = READ_THREADS if rows >= PARALLEL_READ_ROWS else 1
     bounds = [low + (high - low + 1) * k // workers for k in range(workers + 1)]
-    return [(a, b if k < workers - 1 else None) for k, (a, b) in enumerate(pairwise(bounds))]
+    return list(pairwise(bounds))
 
 
 def _write_part(
-    warehouse: Warehouse, spec: FeatureSpec, folder: Path, ids: IdRange
+    warehouse: Warehouse, spec: FeatureSpec, folder: Path, part: Part
 ) -> tuple[int, dict[str, list[Any]]]:
-    """The rows in ``ids`` (all when None), in id order, into ``folder``: one file
-    per column, categoricals as codes numbered in order of first appearance.
-    Returns the row count and each categorical's values in code order."""
+    """The rows of ``part`` into ``folder``: one file per column, categoricals as
+    codes numbered in order of first appearance. Returns the row count and each
+    categorical's values in code order."""
     names = spec.columns()
     categorical = {f.name for f in spec.categorical}
     folder.mkdir(parents=True, exist_ok=True)
     codes: dict[str, dict[Any, int]] = {n: {} for n in names if n in categorical}
     files = {n: open(folder / f"{n}.bin", "wb") for n in names}  # noqa: SIM115 - closed below
     rows = 0
+    chunks: Generator[dict, None, None] = (
+        _ordered_chunks(warehouse, spec, names)
+        if part is None
+        else _sqlite_chunks(warehouse, spec, part)
+    )
     try:
-        for chunk in _chunks(warehouse, spec, names, ids):
+        for chunk in chunks:
             for name in names:
                 values = chunk[name]
                 if name in categorical:
@@ -216,68 +221,172 @@ def _write_part(
                 files[name].write(np.ascontiguousarray(out).tobytes())
             rows += len(chunk[names[0]])
     finally:
+        chunks.close()  # its connections, in the thread that opened them
         for handle in files.values():
             handle.close()
     return rows, {n: list(dictionary) for n, dictionary in codes.items()}
 
 
-def _concatenate(
+def _join(
     folder: Path,
-    names: list[str],
+    spec: FeatureSpec,
     parts: list[Path],
     written: list[tuple[int, dict[str, list[Any]]]],
 ) -> tuple[int, dict[str, list[Any]]]:
-    """Join the parts' files in order into ``folder``, renumbering each part's
-    codes into one numbering by first appearance: the files a one-part read
-    writes, byte for byte."""
-    merged: dict[str, dict[Any, int]] = {n: {} for n in written[0][1]}
-    for name in names:
-        with open(folder / f"{name}.bin", "wb") as out:
-            for part, (_, values) in zip(parts, written, strict=True):
-                data = (part / f"{name}.bin").read_bytes()
-                if name in merged:
-                    dictionary = merged[name]
-                    recode = np.array(
-                        [dictionary.setdefault(v, len(dictionary)) for v in values[name]] + [-1],
-                        dtype=np.int32,
-                    )
-                    data = recode[np.frombuffer(data, dtype=np.int32)].tobytes()
-                out.write(data)
+    """Join the parts' files in order into ``folder``, in id order, each
+    categorical's codes renumbered by first appearance in that order: the files
+    a one-part read in id order writes, byte for byte, whatever order the engine
+    stored the rows in and however many parts read them."""
+    ids = np.concatenate([np.fromfile(p / f"{spec.id_column}.bin", np.float64) for p in parts])
+    order = None if (ids[1:] >= ids[:-1]).all() else np.argsort(ids, kind="stable")
+    del ids
+    joined: dict[str, list[Any]] = {}
+    for name in spec.columns():
+        target = folder / f"{name}.bin"
+        if order is None and len(parts) == 1:  # already as it should be
+            os.replace(parts[0] / f"{name}.bin", target)
+            if name in written[0][1]:
+                joined[name] = written[0][1][name]
+            continue
+        if name not in written[0][1]:
+            data = np.concatenate([np.fromfile(p / f"{name}.bin", np.float64) for p in parts])
+            (data if order is None else data[order]).tofile(target)
+            continue
+        dictionary: dict[Any, int] = {}  # numbered by first appearance in part order
+        pieces = []
+        for part, (_, values) in zip(parts, written, strict=True):
+            recode = np.array(
+                [dictionary.setdefault(v, len(dictionary)) for v in values[name]] + [-1],
+                dtype=np.int32,
+            )
+            pieces.append(recode[np.fromfile(part / f"{name}.bin", np.int32)])
+        codes, joined[name] = np.concatenate(pieces), list(dictionary)
+        if order is not None:
+            codes, joined[name] = _by_first_appearance(codes[order], joined[name])
+        codes.tofile(target)
     for part in parts:
         shutil.rmtree(part)
-    return sum(rows for rows, _ in written), {n: list(d) for n, d in merged.items()}
+    return sum(rows for rows, _ in written), joined
 
 
-def _chunks(
-    warehouse: Warehouse, spec: FeatureSpec, names: list[str], ids: IdRange = None
-) -> Iterator[dict]:
-    """The table (the rows in ``ids``) in id order, one dict of column values per
-    chunk. One canonical order makes splits, batches and results the same
-    whichever engine built it.
-
-    Each engine hands over columns its own fastest way: DuckDB as Arrow record
-    batches (typed, column-wise, no pandas), SQLite as rows turned into columns
-    by one ``zip`` (Python objects are unavoidable through the sqlite3 module; a
-    loop per column is not)."""
-    select = ", ".join(quote_identifier(n) for n in names)
-    id_column = quote_identifier(spec.id_column)
-    where = ""
-    if ids is not None:
-        low, high = ids
-        where = f" where {id_column} >= {int(low)}"
-        where += "" if high is None else f" and {id_column} < {int(high)}"
-    sql = f"select {select} from {warehouse.qualified(spec.table)}{where} order by {id_column}"
+def _ordered_chunks(
+    warehouse: Warehouse, spec: FeatureSpec, names: list[str]
+) -> Generator[dict, None, None]:
+    """The whole table in id order, one dict of column values per chunk. DuckDB
+    hands over Arrow record batches (typed, column-wise, no pandas); a SQLite
+    view, rows turned into columns by one ``zip``."""
+    table = warehouse.qualified(spec.table)
+    order = f"order by {quote_identifier(spec.id_column)}"
     conn = warehouse.connect()
     try:
-        cursor = conn.execute(sql)
         if warehouse.engine == "duckdb":
-            for batch in cursor.fetch_record_batch(READ_CHUNK_ROWS):
+            select = _duckdb_select(conn, spec, table)
+            for batch in conn.execute(f"select {select} from {table} {order}").fetch_record_batch(
+                READ_CHUNK_ROWS
+            ):
                 yield dict(zip(names, batch.columns, strict=True))
             return
+        select = ", ".join(quote_identifier(n) for n in names)
+        cursor = conn.execute(f"select {select} from {table} {order}")
         while rows := cursor.fetchmany(READ_CHUNK_ROWS):
             yield dict(zip(names, zip(*rows, strict=True), strict=True))
     finally:
         conn.close()
+
+
+def _duckdb_select(conn: Any, spec: FeatureSpec, table: str) -> str:
+    """The spec's columns, numeric ones of a decimal type (DuckDB's ``sum`` of
+    integers is a 128-bit HUGEINT) cast to DOUBLE by DuckDB: as Arrow decimals
+    they cost more to hand over than every other column together (1.2 s of 1.5 s
+    for 1M rows)."""
+    names = spec.columns()
+    categorical = {f.name for f in spec.categorical}
+    quoted = [quote_identifier(n) for n in names]
+    schema = conn.execute(f"select {', '.join(quoted)} from {table} limit 0").arrow().schema
+    return ", ".join(
+        f"cast({q} as double) as {q}"
+        if n not in categorical and pa.types.is_decimal(schema.field(n).type)
+        else q
+        for n, q in zip(names, quoted, strict=True)
+    )
+
+
+def _sqlite_chunks(
+    warehouse: Warehouse, spec: FeatureSpec, part: tuple[int, int]
+) -> Generator[dict, None, None]:
+    """The rows of a rowid range in storage order, ``READ_CHUNK_ROWS`` rowids at
+    a time, as Arrow columns through the ADBC SQLite driver: SQLite's values
+    straight into typed arrays, no Python object per value (the sqlite3 module
+    makes one for each, which capped reads near 80k rows/s).
+
+    The driver types each column by the chunk's values and converts values of
+    another storage class silently (an integer in a text column becomes its
+    text; a real among text, six digits of it). A chunk whose numeric column did
+    not come out as numbers, or whose text categorical also holds non-text
+    values (flagged per row by ``typeof``), is read again through the sqlite3
+    module, which keeps each value as stored."""
+    import adbc_driver_sqlite.dbapi
+
+    names = spec.columns()
+    categorical = [f.name for f in spec.categorical]
+    select = ", ".join(quote_identifier(n) for n in names)
+    flags = " | ".join(
+        f"((typeof({quote_identifier(n)}) = 'text') << {k})" for k, n in enumerate(categorical)
+    )
+    table = warehouse.qualified(spec.table)
+    uri = f"file:{warehouse.path}?mode=ro"
+    with (
+        adbc_driver_sqlite.dbapi.connect(uri) as adbc,
+        contextlib.closing(warehouse.connect()) as plain,
+        adbc.cursor() as cursor,
+    ):
+        cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(READ_CHUNK_ROWS)})
+        low, high = part
+        for start in range(low, high, READ_CHUNK_ROWS):
+            where = f"where rowid >= {start} and rowid < {min(start + READ_CHUNK_ROWS, high)}"
+            cursor.execute(f"select {select}, {flags or 0} from {table} {where}")
+            batch = cursor.fetch_arrow_table().combine_chunks()
+            if batch.num_rows == 0:
+                continue
+            columns = dict(zip(names, (c.chunk(0) for c in batch.columns[:-1]), strict=True))
+            text = batch.columns[-1].chunk(0).to_numpy(zero_copy_only=False)
+            if _as_stored(columns, categorical, text):
+                yield columns
+            else:
+                rows = plain.execute(f"select {select} from {table} {where}").fetchall()
+                yield dict(zip(names, zip(*rows, strict=True), strict=True))
+
+
+def _as_stored(columns: dict[str, pa.Array], categorical: list[str], text: np.ndarray) -> bool:
+    """Whether the driver kept every value as SQLite stored it: numeric columns
+    as numbers (or all NULL), text categoricals holding text only (bit k of
+    ``text`` says the row's k-th categorical is text)."""
+    for name, values in columns.items():
+        kind = values.type
+        if name in categorical:
+            if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+                k = categorical.index(name)
+                valid = values.is_valid().to_numpy(zero_copy_only=False)
+                if not ((text[valid] >> k) & 1).all():
+                    return False
+            elif not (
+                pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
+            ):
+                return False
+        elif not (
+            pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)
+        ):
+            return False
+    return True
+
+
+def _by_first_appearance(codes: np.ndarray, values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+    """Codes renumbered 0, 1, ... in order of first appearance (-1, NULL, kept)."""
+    in_order = pd.unique(codes)
+    in_order = in_order[in_order >= 0]
+    mapping = np.full(len(values) + 1, -1, dtype=np.int32)  # the last slot maps -1
+    mapping[in_order] = np.arange(len(in_order), dtype=np.int32)
+    return mapping[codes], [values[k] for k in in_order]
 
 
 def _normal_value(value: Any) -> Any:

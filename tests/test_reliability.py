@@ -360,9 +360,10 @@ def test_the_cache_is_the_same_whatever_order_the_engine_stores_rows_in(
     built_world, tmp_path, monkeypatch
 ):
     """A table's rows may be stored in any order (window functions write them in
-    partition order), and a large SQLite table is read by one process per id
-    range: the cache is the same, byte for byte, as one process reading a table
-    stored in id order, so splits, batches and category codes depend on neither."""
+    partition order), and a large SQLite table is read in storage order by one
+    thread per rowid range: the cache is the same, byte for byte, as a table
+    stored in id order read by one thread, or a view (no rowid) read through
+    ``order by``, so splits, batches and category codes depend on none of it."""
     from models_py import store
     from models_py.pipeline import load_checked_spec
     from models_py.store import open_store
@@ -376,18 +377,60 @@ def test_the_cache_is_the_same_whatever_order_the_engine_stores_rows_in(
         conn.execute(f"create table shuffled as select * from {table} order by random()")
     monkeypatch.setattr(store, "PARALLEL_READ_ROWS", 0)
     caches = {}
-    for layout, processes in (("in_order", 1), ("shuffled", 1), ("shuffled", 3)):
-        monkeypatch.setattr(store, "READ_PROCESSES", processes)
+    for layout, threads in (("in_order", 1), ("shuffled", 1), ("shuffled", 3), ("view", 3)):
+        monkeypatch.setattr(store, "READ_THREADS", threads)
         with sqlite3.connect(world / "warehouse.db") as conn:
-            conn.execute(f"drop table {table}")
-            conn.execute(f"create table {table} as select * from {layout}")
-        folder = tmp_path / f"{layout}-{processes}"
+            conn.execute(f"drop table if exists {table}")
+            conn.execute(f"drop view if exists {table}")
+            if layout == "view":
+                conn.execute(f"create view {table} as select * from shuffled")
+            else:
+                conn.execute(f"create table {table} as select * from {layout}")
+        folder = tmp_path / f"{layout}-{threads}"
         cache = open_store(workspace.warehouse, spec, build, folder)
         caches[folder.name] = {p.name: p.read_bytes() for p in sorted(cache.folder.iterdir())}
     assert caches["shuffled-1"] == caches["in_order-1"]
     assert caches["shuffled-3"] == caches["in_order-1"]
+    assert caches["view-3"] == caches["in_order-1"]
     ids = np.frombuffer(caches["shuffled-3"][f"{spec.id_column}.bin"], dtype=np.float64)
     assert (np.diff(ids) > 0).all()
+
+
+def test_the_cache_keeps_each_sqlite_value_as_stored(built_world, tmp_path, monkeypatch):
+    """SQLite lets a column mix storage classes. The fast reader's driver types a
+    chunk's column by its values and would turn an integer among text into its
+    text (so 7 and '7' would share a code that serving, which reads 7, never
+    finds): such a chunk is read again value by value. The cache equals the
+    plain sqlite3 read of the same rows (a view), byte for byte."""
+    from models_py import store
+    from models_py.pipeline import load_checked_spec
+    from models_py.store import open_store
+
+    world = copy_world(built_world, tmp_path / "world")
+    workspace = world_workspace(world)
+    spec, build = load_checked_spec(workspace)
+    table, column = spec.table, "category"
+    assert column in {f.name for f in spec.categorical}
+    with sqlite3.connect(world / "warehouse.db") as conn:
+        conn.execute(f"update {table} set {column} = 7 where {spec.id_column} % 5 = 0")
+        conn.execute(f"update {table} set user_ctr = 0 where {spec.id_column} % 3 = 0")
+        conn.execute(f"create table mixed as select * from {table}")
+    monkeypatch.setattr(store, "PARALLEL_READ_ROWS", 0)
+    monkeypatch.setattr(store, "READ_THREADS", 2)
+    fast = open_store(workspace.warehouse, spec, build, tmp_path / "fast")
+    with sqlite3.connect(world / "warehouse.db") as conn:
+        conn.execute(f"drop table {table}")
+        conn.execute(f"create view {table} as select * from mixed")
+    plain = open_store(workspace.warehouse, spec, build, tmp_path / "plain")
+    assert 7 in fast.values[column] and "7" not in fast.values[column]
+    ids = fast.read(spec.id_column)
+    assert (fast.read(column)[ids % 5 == 0] == 7).all()
+    assert (fast.read("user_ctr")[ids % 3 == 0] == 0).all()
+    for name in spec.columns():
+        assert (fast.folder / f"{name}.bin").read_bytes() == (
+            plain.folder / f"{name}.bin"
+        ).read_bytes(), name
+    assert fast.values == plain.values
 
 
 @pytest.mark.parametrize("target", ["sqlite", "duckdb"])
