@@ -23,14 +23,15 @@
     build most of its extra time: at 1M rows 24 slots add about 11 s to int_impression_exposure on DuckDB and 6 s
     on SQLite (a range frame ending 1 s before; frames up to the current row
     less the same second's rows were no faster on DuckDB and 2.5x slower on
-    SQLite). A leading comma per column. -#}
+    SQLite). Clicks are cast to bigint (see int_impression_history). A leading
+    comma per column. -#}
 {% macro category_slot_sums(window='', carried='') %}
     {%- set over = ' over ' ~ window if window else '' -%}
     {%- for slot in category_slot_numbers() %}
         {%- set clicks = category_slot_name(slot, 'prior_clicks') %}
         {%- set expected = category_slot_name(slot, 'prior_expected_clicks') %},
-        coalesce(sum(case when category_slot = {{ slot }} then clicked else 0 end){{ over }}, 0)
-        {%- if carried %} + coalesce({{ carried }}.{{ clicks }}, 0){% endif %}
+        cast(coalesce(sum(case when category_slot = {{ slot }} then clicked else 0 end){{ over }}, 0)
+        {%- if carried %} + coalesce({{ carried }}.{{ clicks }}, 0){% endif %} as bigint)
             as {{ clicks }},
         coalesce(sum(case when category_slot = {{ slot }} then item_ctr else 0.0 end){{ over }}, 0.0)
         {%- if carried %} + coalesce({{ carried }}.{{ expected }}, 0.0){% endif %}
