@@ -32,20 +32,28 @@ item_totals as (
     select
         impressions.item_id,
         count(*) as item_prior_impressions,
-        sum(impressions.clicked) as item_prior_clicks,
-        sum(
-            case
-                when impressions.event_ts >= as_of.as_of_ts - {{ var('item_popularity_window_s') }}
-                    then 1
-                else 0
-            end
+        cast(sum(impressions.clicked) as bigint) as item_prior_clicks,
+        cast(
+            sum(
+                case
+                    when
+                        impressions.event_ts
+                        >= as_of.as_of_ts - {{ var('item_popularity_window_s') }}
+                        then 1
+                    else 0
+                end
+            ) as bigint
         ) as item_recent_impressions,
-        sum(
-            case
-                when impressions.event_ts >= as_of.as_of_ts - {{ var('item_popularity_window_s') }}
-                    then impressions.clicked
-                else 0
-            end
+        cast(
+            sum(
+                case
+                    when
+                        impressions.event_ts
+                        >= as_of.as_of_ts - {{ var('item_popularity_window_s') }}
+                        then impressions.clicked
+                    else 0
+                end
+            ) as bigint
         ) as item_recent_clicks
     from impressions
     cross join as_of

@@ -44,8 +44,8 @@ user_category_totals as (
     select
         impressions.user_id,
         items.category,
+        cast(sum(impressions.clicked) as bigint) as user_category_prior_clicks,
         count(*) as user_category_prior_impressions,
-        sum(impressions.clicked) as user_category_prior_clicks,
         sum(impressions.item_ctr) as user_category_prior_expected_clicks
     from impressions
     inner join items on impressions.item_id = items.item_id

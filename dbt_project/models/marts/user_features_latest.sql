@@ -29,7 +29,7 @@ user_totals as (
     select
         user_id,
         count(*) as user_prior_impressions,
-        sum(clicked) as user_prior_clicks,
+        cast(sum(clicked) as bigint) as user_prior_clicks,
         sum(item_ctr) as user_prior_expected_clicks,
         max(event_ts) as user_last_impression_ts,
         max(case when clicked = 1 then event_ts end) as user_last_click_ts
