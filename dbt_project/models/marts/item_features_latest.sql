@@ -27,37 +27,32 @@ items as (
 
 ),
 
+impressions_with_window as (
+
+    -- 1 for an impression within the trailing popularity window, else 0
+    select
+        impressions.item_id,
+        impressions.clicked,
+        case
+            when impressions.event_ts >= as_of.as_of_ts - {{ var('item_popularity_window_s') }}
+                then 1
+            else 0
+        end as in_popularity_window
+    from impressions
+    cross join as_of
+
+),
+
 item_totals as (
 
     select
-        impressions.item_id,
-        count(*) as item_prior_impressions,
-        cast(sum(impressions.clicked) as bigint) as item_prior_clicks,
-        cast(
-            sum(
-                case
-                    when
-                        impressions.event_ts
-                        >= as_of.as_of_ts - {{ var('item_popularity_window_s') }}
-                        then 1
-                    else 0
-                end
-            ) as bigint
-        ) as item_recent_impressions,
-        cast(
-            sum(
-                case
-                    when
-                        impressions.event_ts
-                        >= as_of.as_of_ts - {{ var('item_popularity_window_s') }}
-                        then impressions.clicked
-                    else 0
-                end
-            ) as bigint
-        ) as item_recent_clicks
-    from impressions
-    cross join as_of
-    group by impressions.item_id
+        item_id,
+        cast(sum(clicked) as bigint) as item_prior_clicks,
+        cast(sum(in_popularity_window) as bigint) as item_recent_impressions,
+        cast(sum(in_popularity_window * clicked) as bigint) as item_recent_clicks,
+        count(*) as item_prior_impressions
+    from impressions_with_window
+    group by item_id
 
 ),
 
