@@ -38,8 +38,12 @@ class TrainConfig:
     # crosses (linear plus a weight per pair of values of two attribute columns)
     wide: str = "crosses"
     # lbfgs: fit the wide path first as an L2 logistic regression (models_py.wide_fit),
-    # then train the rest on top; adam: train it with the rest (also when streaming)
+    # then train the rest on top; adam: train it with the rest
     wide_solver: str = "lbfgs"
+    # when the training split streams (too large for memory): the L-BFGS fit of the
+    # wide path takes a random sample of this many training rows; 0 = train the wide
+    # path with Adam beside the rest instead (docs/experiments.md)
+    wide_fit_rows: int = 1_000_000
     deep_ids: bool = False  # feed user and item id embeddings to the MLP as well
     # optimisation
     batch_size: int = 0  # 0 = auto: a power of two giving about 200 steps an epoch, 256-4096
@@ -187,6 +191,7 @@ RULES: dict[str, Range | OneOf | Fractions | Buckets | TypeOnly] = {
     "interaction": OneOf(INTERACTIONS),
     "wide": OneOf(WIDE),
     "wide_solver": OneOf(WIDE_SOLVERS),
+    "wide_fit_rows": NOT_NEGATIVE,
     "deep_ids": TypeOnly(),
     "batch_size": Range(0, note="0 = auto"),
     "lr": POSITIVE,

@@ -252,17 +252,23 @@ def _evaluate_and_checkpoint(
 
 def fits_wide_first(config: TrainConfig, data: Prepared) -> bool:
     """The wide path is fitted by L-BFGS before the loop when asked and the training
-    rows are in memory (a streamed split falls back to Adam with the rest)."""
-    return config.wide != "off" and config.wide_solver == "lbfgs" and data.train is not None
+    rows, or a sample of them (a streamed split: ``wide_fit_rows``), are in memory;
+    otherwise Adam trains it with the rest."""
+    return (
+        config.wide != "off"
+        and config.wide_solver == "lbfgs"
+        and (data.train is not None or data.wide_sample is not None)
+    )
 
 
 def _fit_wide(model: CTRModel, data: Prepared, dist: Dist, progress: bool) -> WideFit:
     """Rank 0 fits (on the CPU, where SciPy works); under torchrun every rank then
     takes rank 0's weights."""
-    assert data.train is not None
+    rows = data.train if data.train is not None else data.wide_sample
+    assert rows is not None
     fit = None
     if dist.is_main:
-        fit = fit_wide(model, data.train, data.validation, log=progress)
+        fit = fit_wide(model, rows, data.validation, log=progress)
     if dist.enabled:
         from torch import distributed
 
