@@ -15,7 +15,7 @@ from models_py.baselines import fit_lightgbm, fit_logistic
 from models_py.config import TrainConfig
 from models_py.data import FeatureFrame
 from models_py.model import CTRModel, pick_device, predict
-from models_py.pipeline import Prepared
+from models_py.pipeline import Prepared, sample_rows
 from models_py.registry import FeatureSpec
 from models_py.runs import write_json, write_text
 from models_py.train import TrainState
@@ -53,22 +53,15 @@ def _oracle(raw_path: Path, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray] | 
     return truth[order][pos, 1], truth[order][pos, 2]
 
 
-def _baseline_rows(train_rows: np.ndarray, limit: int, seed: int) -> np.ndarray:
-    if not limit or len(train_rows) <= limit:
-        return train_rows
-    rng = np.random.default_rng(seed)
-    return np.sort(rng.choice(train_rows, size=limit, replace=False))
-
-
 def fit_baselines(
     config: TrainConfig, data: Prepared, test_frame: FeatureFrame
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Logistic regression (on up to ``baseline_max_rows`` sampled training rows) and
     LightGBM (on up to ``lightgbm_max_rows``, all by default), on the model's split."""
     spec, encoders, split = data.spec, data.encoders, data.split
-    rows = _baseline_rows(split.train, config.baseline_max_rows, config.seed)
+    rows = sample_rows(split.train, config.baseline_max_rows, config.seed)
     logistic = fit_logistic(data.frame.take(rows), test_frame, spec, encoders)
-    tree_rows = _baseline_rows(split.train, config.lightgbm_max_rows, config.seed)
+    tree_rows = sample_rows(split.train, config.lightgbm_max_rows, config.seed)
     trees = fit_lightgbm(
         data.frame.take(tree_rows),
         data.frame.take(split.validation),

@@ -65,9 +65,11 @@ class Prepared:
     stream: StreamedBatches | None  # the training batches when streaming
     train_label_rate: float  # click rate of train_rows: where the model's output starts
     build: FeatureBuild  # which build of the feature table these rows come from
-    # when streaming: a sample of the training rows in memory, for the wide path's
-    # L-BFGS fit (config.wide_fit_rows); None otherwise (``train`` serves)
-    wide_sample: Encoded | None = None
+
+    def encode_rows(self, rows: np.ndarray) -> Encoded:
+        """``rows`` of the table encoded for ``spec`` (read from disk when streaming)."""
+        part = self.frame.take(rows)
+        return encode(part.columns, self.spec, self.encoders, part.columns[self.spec.label_column])
 
 
 def load_checked_spec(workspace: Workspace) -> tuple[FeatureSpec, str]:
@@ -155,9 +157,6 @@ def prepare(
         return encode(part.columns, spec, encoders, part.columns[spec.label_column])
 
     batches = StreamedBatches(store, spec, encoders, train_rows, config.batch_size, config.seed)
-    wide_sample = None
-    if config.wide != "off" and config.wide_solver == "lbfgs" and config.wide_fit_rows:
-        wide_sample = encoded(sample_rows(train_rows, config.wide_fit_rows, config.seed))
     return Prepared(
         config,
         warehouse,
@@ -172,14 +171,13 @@ def prepare(
         batches,
         rate,
         build,
-        wide_sample,
     )
 
 
 def sample_rows(rows: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """``size`` of ``rows`` drawn at random (all of them when fewer), in storage
-    order, so that reading them stays sequential."""
-    if len(rows) <= size:
+    """``size`` of ``rows`` drawn at random (all of them when fewer, or when
+    ``size`` is 0), in storage order, so that reading them stays sequential."""
+    if not size or len(rows) <= size:
         return rows
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(rows, size=size, replace=False))

@@ -24,7 +24,7 @@ from models_py.config import TrainConfig
 from models_py.data import Encoded
 from models_py.distributed import Dist, broadcast
 from models_py.model import CTRModel, build_model, pick_device, predict
-from models_py.pipeline import Prepared
+from models_py.pipeline import Prepared, sample_rows
 from models_py.stream import Batch, StreamedBatches
 from models_py.wide_fit import WideFit, fit_wide
 from recsys_core.errors import UserError
@@ -196,7 +196,7 @@ def _set_up(
     if resume_from is None:
         model.start_at_rate(float(data.train_label_rate))
         if wide_first:
-            fit = _fit_wide(model, data, dist, progress)
+            fit = _fit_wide(model, data, config, dist, progress)
     if wide_first:
         model.freeze_wide()
     net = _parallel(model, device, dist)
@@ -251,23 +251,27 @@ def _evaluate_and_checkpoint(
 
 
 def fits_wide_first(config: TrainConfig, data: Prepared) -> bool:
-    """The wide path is fitted by L-BFGS before the loop when asked and the training
-    rows, or a sample of them (a streamed split: ``wide_fit_rows``), are in memory;
-    otherwise Adam trains it with the rest."""
+    """The wide path is fitted by L-BFGS before the loop when asked, on the training
+    rows in memory or, when the split streams, on a sample of ``wide_fit_rows`` of
+    them; otherwise (``wide_fit_rows`` 0 when streaming) Adam trains it with the rest."""
     return (
         config.wide != "off"
         and config.wide_solver == "lbfgs"
-        and (data.train is not None or data.wide_sample is not None)
+        and (data.train is not None or config.wide_fit_rows > 0)
     )
 
 
-def _fit_wide(model: CTRModel, data: Prepared, dist: Dist, progress: bool) -> WideFit:
+def _fit_wide(
+    model: CTRModel, data: Prepared, config: TrainConfig, dist: Dist, progress: bool
+) -> WideFit:
     """Rank 0 fits (on the CPU, where SciPy works); under torchrun every rank then
-    takes rank 0's weights."""
-    rows = data.train if data.train is not None else data.wide_sample
-    assert rows is not None
+    takes rank 0's weights. A streamed split's sample is read for the fit alone
+    and freed after it."""
     fit = None
     if dist.is_main:
+        rows = data.train
+        if rows is None:
+            rows = data.encode_rows(sample_rows(data.train_rows, config.wide_fit_rows, config.seed))
         fit = fit_wide(model, rows, data.validation, log=progress)
     if dist.enabled:
         from torch import distributed
