@@ -3,9 +3,10 @@
 The first read of a dbt build streams the table out of the warehouse,
 ``READ_CHUNK_ROWS`` rows at a time, into one flat binary file per column:
 categoricals as int32 codes (their values in ``columns.json``, -1 for NULL),
-numerics as float64, in id order. A large SQLite table is read in storage order
-by one thread per rowid range (its driver releases the GIL) and its parts are
-joined and put in id order after. Memory holds one chunk per reading thread,
+numerics as float64, in id order. The table is read in storage order (a large
+SQLite table by one thread per rowid range, as its driver releases the GIL) and
+put in id order after, when the parts are joined: sorting the ids in NumPy is
+cheaper than an ``order by`` in any engine. Memory holds one chunk per reading thread,
 then one column while joining, whatever the table's size.
 Later reads take any row range of any column with a plain file read (no
 memory map, whose touched pages would count as resident), so both the
@@ -17,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import queue
 import shutil
 import sqlite3
+import threading
 import weakref
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise, repeat
@@ -162,9 +165,9 @@ def _build(warehouse: Warehouse, spec: FeatureSpec, folder: Path) -> None:
     os.replace(tmp, folder)
 
 
-# How one thread reads its part of the table: None, the whole table in id order
-# (``order by``); a (low, high) pair, the SQLite rows whose rowid is >= low and
-# < high, in storage order (put in id order when the parts are joined).
+# How one thread reads its part of the table, in storage order (put in id order
+# when the parts are joined): None, the whole table; a (low, high) pair, the
+# SQLite rows whose rowid is >= low and < high.
 Part = tuple[int, int] | None
 
 
@@ -172,9 +175,9 @@ def _parts(warehouse: Warehouse, spec: FeatureSpec) -> list[Part]:
     """How to split the read. A SQLite table is read by rowid ranges (a rowid
     range is a B-tree seek; an id range scans the table unless the id is
     indexed, and ``order by`` sorts it), one per core once it is large (the
-    driver decodes rows without the GIL). DuckDB sorts and hands over Arrow
-    itself, in one part; so is a SQLite view (its rowids are NULL) or a table
-    without rowids, and an empty table."""
+    driver decodes rows without the GIL). DuckDB scans in parallel and hands over
+    Arrow itself, in one part; so is a SQLite view (its rowids are NULL) or a
+    table without rowids, and an empty table."""
     if warehouse.engine != "sqlite":
         return [None]
     conn = warehouse.connect()
@@ -205,10 +208,10 @@ def _write_part(
     codes: dict[str, dict[Any, int]] = {n: {} for n in names if n in categorical}
     files = {n: open(folder / f"{n}.bin", "wb") for n in names}  # noqa: SIM115 - closed below
     rows = 0
-    chunks: Generator[dict, None, None] = (
-        _ordered_chunks(warehouse, spec, names)
+    chunks = (
+        _read_ahead(lambda: _whole_table_chunks(warehouse, spec, names))
         if part is None
-        else _sqlite_chunks(warehouse, spec, part)
+        else _sqlite_chunks(warehouse, spec, part)  # one thread per part already
     )
     try:
         for chunk in chunks:
@@ -221,10 +224,57 @@ def _write_part(
                 files[name].write(np.ascontiguousarray(out).tobytes())
             rows += len(chunk[names[0]])
     finally:
-        chunks.close()  # its connections, in the thread that opened them
+        chunks.close()  # its connections, closed in the thread that opened them
         for handle in files.values():
             handle.close()
     return rows, {n: list(dictionary) for n, dictionary in codes.items()}
+
+
+def _read_ahead(
+    open_chunks: Callable[[], Generator[dict, None, None]],
+) -> Generator[dict, None, None]:
+    """The chunks of ``open_chunks()``, read by another thread one chunk ahead:
+    the engine scans and converts the next chunk (outside the GIL) while this
+    thread encodes and writes the last one (a 1M-row DuckDB read: 1.8 to 1.3 s;
+    SQLite's rowid parts already read in parallel, and a thread more each made
+    them slower). The reading thread opens and closes the connections itself;
+    closing this generator early stops it."""
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def hand_over(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        try:
+            with contextlib.closing(open_chunks()) as chunks:
+                for chunk in chunks:
+                    if not hand_over(("chunk", chunk)):
+                        return
+        except BaseException as exc:  # raised again in the consuming thread
+            hand_over(("error", exc))
+            return
+        hand_over(("done", None))
+
+    reader = threading.Thread(target=read, name="cache-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _join(
@@ -269,25 +319,27 @@ def _join(
     return sum(rows for rows, _ in written), joined
 
 
-def _ordered_chunks(
+def _whole_table_chunks(
     warehouse: Warehouse, spec: FeatureSpec, names: list[str]
 ) -> Generator[dict, None, None]:
-    """The whole table in id order, one dict of column values per chunk. DuckDB
-    hands over Arrow record batches (typed, column-wise, no pandas); a SQLite
-    view, rows turned into columns by one ``zip``."""
+    """The whole table in storage order (put in id order when the parts are
+    joined), one dict of column values per chunk. DuckDB hands over Arrow record
+    batches (typed, column-wise, no pandas) from a parallel scan: an ``order by``
+    there took 1.7 s of a 1M-row read whose scan takes 0.5 s, against 0.2 s to
+    sort the ids in NumPy. A SQLite view's rows are turned into columns by one
+    ``zip``."""
     table = warehouse.qualified(spec.table)
-    order = f"order by {quote_identifier(spec.id_column)}"
     conn = warehouse.connect()
     try:
         if warehouse.engine == "duckdb":
             select = _duckdb_select(conn, spec, table)
-            for batch in conn.execute(f"select {select} from {table} {order}").fetch_record_batch(
+            for batch in conn.execute(f"select {select} from {table}").fetch_record_batch(
                 READ_CHUNK_ROWS
             ):
                 yield dict(zip(names, batch.columns, strict=True))
             return
         select = ", ".join(quote_identifier(n) for n in names)
-        cursor = conn.execute(f"select {select} from {table} {order}")
+        cursor = conn.execute(f"select {select} from {table}")
         while rows := cursor.fetchmany(READ_CHUNK_ROWS):
             yield dict(zip(names, zip(*rows, strict=True), strict=True))
     finally:

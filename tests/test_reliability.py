@@ -396,6 +396,75 @@ def test_the_cache_is_the_same_whatever_order_the_engine_stores_rows_in(
     assert (np.diff(ids) > 0).all()
 
 
+def test_a_duckdb_table_is_cached_the_same_in_any_storage_order(duckdb_world, tmp_path):
+    """dbt stores DuckDB's feature table in id order, so its reader takes the
+    table as scanned; a table stored in another order (rebuilt by hand, or
+    appended to late) is put in id order by the reader: the same cache, byte
+    for byte, with the same category codes."""
+    import duckdb
+
+    from models_py.pipeline import load_checked_spec
+    from models_py.store import open_store
+
+    world = copy_world(duckdb_world, tmp_path / "world")
+    workspace = world_workspace(world, "duckdb")
+    spec, build = load_checked_spec(workspace)
+    table, path = spec.table, str(workspace.warehouse.path)
+    with duckdb.connect(path) as conn:
+        ids = np.array(conn.execute(f"select {spec.id_column} from {table}").fetchall()).ravel()
+    assert (np.diff(ids) > 0).all()  # as dbt built it, scanned without an order by
+
+    def cache_bytes(name: str) -> dict[str, bytes]:
+        cache = open_store(workspace.warehouse, spec, build, tmp_path / name)
+        return {p.name: p.read_bytes() for p in sorted(cache.folder.iterdir())}
+
+    in_order = cache_bytes("in-order")
+    with duckdb.connect(path) as conn:
+        conn.execute(f"create table shuffled as select * from {table} order by random()")
+        conn.execute(f"drop table {table}")
+        conn.execute(f"create table {table} as select * from shuffled")
+        scanned = np.array(conn.execute(f"select {spec.id_column} from {table}").fetchall())
+    assert not (np.diff(scanned.ravel()) > 0).all()
+    assert cache_bytes("shuffled") == in_order
+
+
+def test_the_cache_read_ahead_keeps_order_raises_the_readers_error_and_stops_early():
+    """The thread that reads the warehouse one chunk ahead hands chunks over in
+    order, an error it meets is raised where the chunks are consumed, and a
+    consumer that stops early (an encoding error) stops it and closes its
+    connection, instead of leaving a thread blocked on a full queue."""
+    import threading
+
+    from models_py.store import _read_ahead
+
+    def failing():
+        yield from ({"k": k} for k in range(5))
+        raise ValueError("warehouse gone")
+
+    seen = []
+    with pytest.raises(ValueError, match="warehouse gone"):
+        for chunk in _read_ahead(failing):
+            seen.append(chunk["k"])
+    assert seen == [0, 1, 2, 3, 4]
+
+    closed = threading.Event()
+
+    def endless():
+        try:
+            k = 0
+            while True:
+                yield {"k": k}
+                k += 1
+        finally:
+            closed.set()
+
+    chunks = _read_ahead(endless)
+    assert next(chunks) == {"k": 0}
+    chunks.close()
+    assert closed.is_set()
+    assert not any(t.name == "cache-read-ahead" for t in threading.enumerate())
+
+
 def test_the_cache_keeps_each_sqlite_value_as_stored(built_world, tmp_path, monkeypatch):
     """SQLite lets a column mix storage classes. The fast reader's driver types a
     chunk's column by its values and would turn an integer among text into its
