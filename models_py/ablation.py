@@ -16,7 +16,7 @@ from models_py.metrics import auc
 from models_py.model import pick_device, predict
 from models_py.pipeline import Prepared, prepare, with_inputs
 from models_py.runs import new_run_dir, write_text
-from models_py.train import train
+from models_py.train import refit_wide, train
 from models_py.workspace import Workspace
 
 ALL = "(all features)"
@@ -51,9 +51,11 @@ def ablate(
         variant = _without(data, config, group)
         model_dir = run_dir / ("all" if group is None else f"without-{group}")
         model_dir.mkdir()
-        train(config, variant, model_dir, progress=progress)
+        _, state = train(config, variant, model_dir, progress=progress)
         device = pick_device(config)
-        model = checkpoint.restore(model_dir).model().to(device)
+        model = checkpoint.restore(model_dir).model()
+        refit_wide(model, variant, config, state.wide_l2, progress=False)  # as recsys train does
+        model = model.to(device)
         p = predict(model, variant.test, device)
         rows.append(
             {

@@ -103,14 +103,20 @@ def fit_lightgbm(
     spec: FeatureSpec,
     encoders: Encoders,
     seed: int,
+    refit: bool = False,
 ) -> dict[str, np.ndarray | float]:
-    """All cores: a baseline is a reference, and `make all` waits for it."""
+    """Early stopping on ``validation`` picks the number of rounds; with ``refit``
+    the trees are then grown again on the training and validation rows together
+    for that many rounds, as the model's wide path is refitted. All cores: a baseline
+    is a reference, and `make all` waits for it."""
     import lightgbm as lgb
 
-    def dataset(frame: FeatureFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+    def dataset(*frames: FeatureFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset:
         return lgb.Dataset(
-            _tree_matrix(frame, spec, encoders),
-            label=np.asarray(frame.columns[spec.label_column], dtype=np.float64),
+            np.concatenate([_tree_matrix(frame, spec, encoders) for frame in frames]),
+            label=np.concatenate(
+                [np.asarray(frame.columns[spec.label_column], dtype=np.float64) for frame in frames]
+            ),
             categorical_feature=categorical,
             reference=reference,
             free_raw_data=True,
@@ -119,7 +125,7 @@ def fit_lightgbm(
     n_numeric = len(spec.numeric)
     categorical = [n_numeric + i for i in range(len(spec.attributes))]
     train_set = dataset(train)
-    valid_set = dataset(validation, train_set)
+    valid_set = dataset(validation, reference=train_set)
     params = {**LIGHTGBM_PARAMS, "seed": seed, "num_threads": os.cpu_count() or 1}
     booster = lgb.train(
         params,
@@ -128,8 +134,12 @@ def fit_lightgbm(
         valid_sets=[valid_set],
         callbacks=[lgb.early_stopping(LIGHTGBM_PATIENCE, verbose=False)],
     )
-    p = booster.predict(_tree_matrix(test, spec, encoders), num_iteration=booster.best_iteration)
+    rounds = booster.best_iteration or booster.current_iteration()
+    if refit:
+        del train_set, valid_set
+        booster = lgb.train(params, dataset(train, validation), num_boost_round=rounds)
+    p = booster.predict(_tree_matrix(test, spec, encoders), num_iteration=rounds)
     y_test = np.asarray(test.columns[spec.label_column], dtype=np.int64)
     out = _scored(y_test, np.asarray(p, dtype=np.float64))
-    out["rounds"] = float(booster.best_iteration)
+    out["rounds"] = float(rounds)
     return out

@@ -40,6 +40,8 @@ _FLAG_HELP = {
     "streaming": "auto | on | off: stream the training split from disk",
     "batch_size": "0 = automatic (about 200 steps an epoch)",
     "negative_rate": "keep each negative training row with this probability",
+    "refit": "after training, fit the wide path and the baselines again on training + "
+    "validation rows",
 }
 
 
@@ -290,18 +292,28 @@ def _calibrate_and_report(
     tracker: Tracker,
     baselines: bool,
 ) -> None:
-    """Platt-scale the best checkpoint on validation, judge it on test beside the
-    baselines, point runs/latest at it, and report."""
+    """Platt-scale the best checkpoint on validation, then refit its wide path on
+    training + validation rows (``config.refit``) and match the shift to
+    validation's click rate again, judge it on test beside the baselines, point
+    runs/latest at it, and report. Calibration comes first, while validation is
+    still unseen by every weight; a best.pt that holds both already (a finished
+    run resumed again) is judged as it is."""
     from models_py import checkpoint
-    from models_py.calibration import calibrate
+    from models_py.calibration import calibrate, rematch_shift
     from models_py.evaluate import evaluate, terminal_table
     from models_py.runs import point_latest
+    from models_py.train import refit_wide
 
     best = checkpoint.restore(run_dir)
     model = best.model()
-    calibrate(model, data.validation, config.negative_rate)
-    checkpoint.save({**best.payload, "model": model.state_dict()}, best.path)
-    result = evaluate(model, state, config, data, run_dir, baselines=baselines)
+    refit = best.payload.get("refit")
+    if refit is None:
+        calibrate(model, data.validation, config.negative_rate)
+        refit = refit_wide(model, data, config, state.wide_l2)
+        if refit:
+            rematch_shift(model, data.validation)
+        checkpoint.save({**best.payload, "model": model.state_dict(), "refit": refit}, best.path)
+    result = evaluate(model, state, config, data, run_dir, baselines=baselines, refit=refit)
     point_latest(run_dir)
     tracker.metrics(result)
     tracker.artifacts(run_dir)
@@ -339,6 +351,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         data,
         run_dir,
         baselines=not args.no_baselines,
+        refit=best.payload.get("refit"),
     )
     tracker.metrics(result)
     tracker.artifacts(run_dir)

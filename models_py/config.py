@@ -44,6 +44,10 @@ class TrainConfig:
     # wide path takes a random sample of this many training rows; 0 = train the wide
     # path with Adam beside the rest instead (docs/experiments.md)
     wide_fit_rows: int = 1_000_000
+    # once validation has chosen the L2 strength and the stopping step, fit the wide
+    # path (and the baselines) again on training + validation rows: validation is the
+    # labelled data nearest in time to what the model scores (docs/experiments.md)
+    refit: bool = True
     deep_ids: bool = False  # feed user and item id embeddings to the MLP as well
     # optimisation
     batch_size: int = 0  # 0 = auto: a power of two giving about 200 steps an epoch, 256-4096
@@ -192,6 +196,7 @@ RULES: dict[str, Range | OneOf | Fractions | Buckets | TypeOnly] = {
     "wide": OneOf(WIDE),
     "wide_solver": OneOf(WIDE_SOLVERS),
     "wide_fit_rows": NOT_NEGATIVE,
+    "refit": TypeOnly(),
     "deep_ids": TypeOnly(),
     "batch_size": Range(0, note="0 = auto"),
     "lr": POSITIVE,

@@ -57,9 +57,13 @@ def fit_baselines(
     config: TrainConfig, data: Prepared, test_frame: FeatureFrame
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Logistic regression (on up to ``baseline_max_rows`` sampled training rows) and
-    LightGBM (on up to ``lightgbm_max_rows``, all by default), on the model's split."""
+    LightGBM (on up to ``lightgbm_max_rows``, all by default), on the model's split.
+    With ``config.refit`` both also learn from the validation rows, as the model's
+    wide path does: LR's sample is drawn from training + validation rows, and the
+    trees are grown again on those for the rounds validation chose."""
     spec, encoders, split = data.spec, data.encoders, data.split
-    rows = sample_rows(split.train, config.baseline_max_rows, config.seed)
+    labelled = np.concatenate([split.train, split.validation]) if config.refit else split.train
+    rows = sample_rows(labelled, config.baseline_max_rows, config.seed)
     logistic = fit_logistic(data.frame.take(rows), test_frame, spec, encoders)
     tree_rows = sample_rows(split.train, config.lightgbm_max_rows, config.seed)
     trees = fit_lightgbm(
@@ -69,6 +73,7 @@ def fit_baselines(
         spec,
         encoders,
         config.seed,
+        refit=config.refit,
     )
     summary: dict[str, Any] = {
         "logistic_regression": {
@@ -79,7 +84,7 @@ def fit_baselines(
         "lightgbm": {
             "auc": trees["auc"],
             "logloss": trees["logloss"],
-            "train_rows": int(len(tree_rows)),
+            "train_rows": int(len(tree_rows) + (len(split.validation) if config.refit else 0)),
             "rounds": int(trees["rounds"]),
         },
     }
@@ -94,7 +99,11 @@ def evaluate(
     data: Prepared,
     run_dir: Path,
     baselines: bool = True,
+    refit: dict[str, float] | None = None,
 ) -> dict[str, Any]:
+    """Judge ``model`` on the test split (beside the baselines), write metrics.json,
+    report.md and the plots. ``refit``: what the wide path's refit on training +
+    validation rows recorded (models_py.train.refit_wide; empty or None: none)."""
     spec: FeatureSpec = data.spec
     device = pick_device(config)
     test_frame = data.frame.take(data.split.test)
@@ -150,6 +159,8 @@ def evaluate(
         "best_val_auc": state.best_auc,
         "wide_l2": state.wide_l2,
         "wide_fit_seconds": state.wide_fit_seconds,
+        "refit_rows": int((refit or {}).get("rows", 0)),
+        "refit_seconds": float((refit or {}).get("seconds", 0.0)),
         "steps": state.step,
         "stopped_early": state.stopped_early,
         "rows": int(len(data.train_rows)),
@@ -321,6 +332,13 @@ def report(result: dict[str, Any], config: TrainConfig) -> str:
             f"{train['wide_fit_seconds']:.1f}s)."
             if train.get("wide_l2")
             else "."
+        )
+        + (
+            f" Then the wide path was fitted again at that L2 on {train['refit_rows']:,} "
+            f"training + validation rows ({train['refit_seconds']:.1f}s); the validation "
+            f"AUC is the model's before that refit."
+            if train.get("refit_rows")
+            else ""
         ),
         "",
         "Features: " + ", ".join(result["features"]),

@@ -58,6 +58,9 @@ def test_train_writes_a_complete_run_directory(trained_run):
         assert 0.5 < m["baselines"][name]["auc"] < 1
     assert m["oracle"]["auc"] > m["oracle_nonpersonal"]["auc"]
     assert m["train"]["samples_per_s"] > 0 and m["train"]["best_step"] >= 1
+    labelled = m["split_rows"]["train"] + m["split_rows"]["validation"]
+    assert m["train"]["refit_rows"] == labelled, "the wide path learned from validation too"
+    assert m["baselines"]["lightgbm"]["train_rows"] == labelled, "and so did the baselines"
     assert m["test"]["auc"] > 0.6, "the model learns something on a learnable world"
 
 
@@ -110,6 +113,51 @@ def _small_config(**overrides) -> TrainConfig:
         "baseline_max_rows": 1000,
     }
     return TrainConfig.from_dict({**base, **overrides})
+
+
+def test_the_refit_learns_from_validation_rows_and_never_from_test_rows(built_world, tmp_path):
+    """After training, the wide path is fitted again at the chosen L2 on training +
+    validation rows: its weights move, they do not depend on the test labels at
+    all, a second refit ends where the first did (a finished run resumed again),
+    and ``refit=False`` leaves the model as trained."""
+    from models_py.data import Encoded
+    from models_py.train import refit_wide
+
+    config = _small_config(max_steps=20)
+    data = prepare(config, world_workspace(built_world), streaming=False)
+    _, state = train(config, data, tmp_path, progress=False)
+    assert state.wide_l2 > 0
+
+    def refitted(data, config=config) -> tuple[torch.Tensor, dict]:
+        model = checkpoint.restore(tmp_path).model()
+        done = refit_wide(model, data, config, state.wide_l2, progress=False)
+        return model.first_order.weight.detach().clone(), done
+
+    trained = checkpoint.restore(tmp_path).model().first_order.weight.detach()
+    weights, done = refitted(data)
+    assert done["rows"] == len(data.train) + len(data.validation)
+    assert not torch.allclose(weights, trained, atol=1e-4)
+
+    flipped = Encoded(data.test.categorical, data.test.numeric, 1 - data.test.label)
+    assert torch.equal(refitted(dataclasses.replace(data, test=flipped))[0], weights)
+
+    model = checkpoint.restore(tmp_path).model()
+    refit_wide(model, data, config, state.wide_l2, progress=False)
+    refit_wide(model, data, config, state.wide_l2, progress=False)
+    assert torch.allclose(model.first_order.weight, weights, atol=1e-3)
+
+    # the shift matched again: calibrated predictions average validation's click rate
+    from models_py.calibration import rematch_shift
+    from models_py.model import predict
+
+    scale = float(model.calibration[0])
+    rematch_shift(model, data.validation)
+    p = predict(model, data.validation, torch.device("cpu"))
+    assert float(model.calibration[0]) == scale
+    assert p.mean() == pytest.approx(float(data.validation.label.mean()), rel=1e-4)
+
+    unchanged, done = refitted(data, config.with_overrides(refit=False))
+    assert done == {} and torch.equal(unchanged, trained)
 
 
 class _Killed(Exception):
