@@ -21,6 +21,12 @@ from models_py.model import CTRModel
 EPS = 1e-7
 
 
+def _logit(p_raw: np.ndarray) -> np.ndarray:
+    """The logit of probabilities, in float64, clipped away from 0 and 1."""
+    p = np.clip(np.asarray(p_raw, dtype=np.float64), EPS, 1 - EPS)
+    return np.log(p / (1 - p))
+
+
 def platt_fit(p_raw: np.ndarray, y: np.ndarray, negative_rate: float = 1.0) -> tuple[float, float]:
     """(scale, shift) so that sigmoid(scale * logit(p_raw) + shift) matches ``y``.
 
@@ -31,9 +37,7 @@ def platt_fit(p_raw: np.ndarray, y: np.ndarray, negative_rate: float = 1.0) -> t
         return fallback
     from sklearn.linear_model import LogisticRegression
 
-    p = np.clip(np.asarray(p_raw, dtype=np.float64), EPS, 1 - EPS)
-    logit = np.log(p / (1 - p)).reshape(-1, 1)
-    fit = LogisticRegression(C=1e6, max_iter=200).fit(logit, y)
+    fit = LogisticRegression(C=1e6, max_iter=200).fit(_logit(p_raw).reshape(-1, 1), y)
     scale, shift = float(fit.coef_[0, 0]), float(fit.intercept_[0])
     return (scale, shift) if scale > 0 else fallback
 
@@ -59,6 +63,7 @@ def rematch_shift(model: CTRModel, validation: Encoded) -> float:
     them. Default worlds: test calibration 1.057 -> 1.013 and 0.959 -> 0.972
     (docs/experiments.md). Returns the new shift (unchanged with one class)."""
     from scipy.optimize import brentq
+    from scipy.special import expit
 
     from models_py.model import predict
 
@@ -66,12 +71,11 @@ def rematch_shift(model: CTRModel, validation: Encoded) -> float:
     y = validation.label.numpy()
     if len(y) == 0 or y.min() == y.max():
         return shift
-    p = np.clip(predict(model, validation, model.calibration.device, raw=True), EPS, 1 - EPS)
-    logit = scale * np.log(p / (1 - p)).astype(np.float64)
+    logit = scale * _logit(predict(model, validation, model.calibration.device, raw=True))
     rate = float(y.mean())
 
     def excess(s: float) -> float:
-        return float(np.mean(1 / (1 + np.exp(-(logit + s))))) - rate
+        return float(np.mean(expit(logit + s))) - rate
 
     shift = brentq(excess, shift - 20, shift + 20)
     model.calibration.copy_(torch.tensor([scale, shift]))

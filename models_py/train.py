@@ -24,7 +24,7 @@ from models_py.config import TrainConfig
 from models_py.data import Encoded
 from models_py.distributed import Dist, broadcast
 from models_py.model import CTRModel, build_model, pick_device, predict
-from models_py.pipeline import Prepared, sample_rows
+from models_py.pipeline import Prepared, downsample_negatives, sample_rows
 from models_py.stream import Batch, StreamedBatches
 from models_py.wide_fit import WideFit, fit_wide
 from recsys_core.errors import UserError
@@ -292,21 +292,23 @@ def refit_wide(
     model: CTRModel, data: Prepared, config: TrainConfig, l2: float, progress: bool = True
 ) -> dict[str, float]:
     """Fit the wide path again, at the strength ``l2`` that validation chose, on the
-    training and validation rows together (``config.refit``; None when it does not
-    apply). Validation is the labelled data nearest in time to the rows the model
-    will score; once it has chosen the strength and the network's stopping step,
-    holding it out only throws that away (1M default worlds: +0.0018 and +0.0010
-    test AUC). The network on top is kept as trained; test rows are never fitted.
-    Validation's negatives are downsampled as the training rows' were, so that
-    the calibration fitted before the refit still holds.
-    The fit starts from the current weights, so fitting twice ends where once does.
-    Returns what metrics.json reports of it: rows, l2 and seconds (empty: no refit)."""
+    training and validation rows together (``config.refit``). Validation is the
+    labelled data nearest in time to the rows the model will score; once it has
+    chosen the strength and the network's stopping step, holding it out only
+    throws that away (1M default worlds: +0.0018 and +0.0010 test AUC). The
+    network on top is kept as trained; test rows are never fitted. Validation's
+    negatives are downsampled as the training rows' were, so that the
+    calibration fitted before the refit still holds. The fit starts from the
+    current weights, so fitting twice ends where once does. Returns what
+    metrics.json reports of it: rows, l2 and seconds (empty: no refit)."""
     if not (config.refit and fits_wide_first(config, data) and l2 > 0):
         return {}
     rows, extra = _wide_rows(data, config), data.validation
     if config.negative_rate < 1:  # downsampled as the training rows are: calibration assumes it
-        drawn = np.random.default_rng(config.seed).random(len(extra)) < config.negative_rate
-        keep = (extra.label == 1) | torch.from_numpy(drawn)
+        everyone = np.arange(len(extra))
+        keep = torch.from_numpy(
+            downsample_negatives(everyone, extra.label.numpy(), config.negative_rate, config.seed)
+        )
         extra = Encoded(extra.categorical[keep], extra.numeric[keep], extra.label[keep])
     both = Encoded(
         torch.cat([rows.categorical, extra.categorical]),

@@ -159,6 +159,11 @@ def test_the_refit_learns_from_validation_rows_and_never_from_test_rows(built_wo
     unchanged, done = refitted(data, config.with_overrides(refit=False))
     assert done == {} and torch.equal(unchanged, trained)
 
+    # with negative downsampling, validation's negatives are downsampled too
+    _, done = refitted(data, config.with_overrides(negative_rate=0.5))
+    positives = int(data.validation.label.sum())
+    assert len(data.train) + positives < done["rows"] < len(data.train) + len(data.validation)
+
 
 class _Killed(Exception):
     pass
