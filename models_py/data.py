@@ -214,10 +214,18 @@ def encode(
     spec: FeatureSpec,
     encoders: Encoders,
     label: np.ndarray | None = None,
+    indices: dict[str, np.ndarray] | None = None,
 ) -> Encoded:
-    n = len(next(iter(columns.values())))
+    """The model inputs of ``columns``' rows; ``indices``: categoricals already
+    encoded (their vocabulary indices, as ``encode_category`` gives them), which
+    ``columns`` then need not hold."""
+    indices = indices or {}
+    n = len(next(iter([*columns.values(), *indices.values()])))
     cats: list[np.ndarray] = [
-        encode_category(columns[f.name], encoders.vocabularies[f.name]) for f in spec.categorical
+        indices[f.name]
+        if f.name in indices
+        else encode_category(columns[f.name], encoders.vocabularies[f.name])
+        for f in spec.categorical
     ]
     nums: list[np.ndarray] = []
     missing: list[np.ndarray] = []

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise, repeat
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,8 @@ import pyarrow.compute as pc
 from models_py.registry import FeatureSpec
 from models_py.warehouse import Warehouse, quote_identifier
 from recsys_core.errors import UserError
+
+T = TypeVar("T")
 
 READ_CHUNK_ROWS = 100_000
 # SQLite tables of at least this many rows are read by one thread per core
@@ -209,7 +211,7 @@ def _write_part(
     files = {n: open(folder / f"{n}.bin", "wb") for n in names}  # noqa: SIM115 - closed below
     rows = 0
     chunks = (
-        _read_ahead(lambda: _whole_table_chunks(warehouse, spec, names))
+        read_ahead(lambda: _whole_table_chunks(warehouse, spec, names))
         if part is None
         else _sqlite_chunks(warehouse, spec, part)  # one thread per part already
     )
@@ -230,15 +232,15 @@ def _write_part(
     return rows, {n: list(dictionary) for n, dictionary in codes.items()}
 
 
-def _read_ahead(
-    open_chunks: Callable[[], Generator[dict, None, None]],
-) -> Generator[dict, None, None]:
-    """The chunks of ``open_chunks()``, read by another thread one chunk ahead:
-    the engine scans and converts the next chunk (outside the GIL) while this
-    thread encodes and writes the last one (a 1M-row DuckDB read: 1.8 to 1.3 s;
-    SQLite's rowid parts already read in parallel, and a thread more each made
-    them slower). The reading thread opens and closes the connections itself;
-    closing this generator early stops it."""
+def read_ahead(open_items: Callable[[], Generator[T, None, None]]) -> Generator[T, None, None]:
+    """The items of ``open_items()``, made by another thread one item ahead, in
+    order. Here: the engine scans and converts the next chunk (outside the GIL)
+    while this thread encodes and writes the last one (a 1M-row DuckDB read: 1.8
+    to 1.3 s; SQLite's rowid parts already read in parallel, and a thread more
+    each made them slower). models_py.stream encodes the next buffer of
+    training rows the same way while the loop trains on the last. The other
+    thread opens and closes what ``open_items`` opens (connections) itself; its
+    error is raised here; closing this generator early stops it."""
     ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
     stop = threading.Event()
 
@@ -253,16 +255,16 @@ def _read_ahead(
 
     def read() -> None:
         try:
-            with contextlib.closing(open_chunks()) as chunks:
-                for chunk in chunks:
-                    if not hand_over(("chunk", chunk)):
+            with contextlib.closing(open_items()) as items:
+                for item in items:
+                    if not hand_over(("item", item)):
                         return
         except BaseException as exc:  # raised again in the consuming thread
             hand_over(("error", exc))
             return
         hand_over(("done", None))
 
-    reader = threading.Thread(target=read, name="cache-read-ahead", daemon=True)
+    reader = threading.Thread(target=read, name="read-ahead", daemon=True)
     reader.start()
     try:
         while True:

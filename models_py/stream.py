@@ -5,8 +5,11 @@ training split is never held in memory: batches come from the column cache
 (models_py.store) in shuffled blocks. Each epoch visits blocks of
 ``BLOCK_ROWS`` consecutive rows in a seeded random order, ``BUFFER_BLOCKS`` at
 a time; a buffer's training rows are encoded, shuffled and cut into batches
-(rows left over continue into the next buffer). Memory holds one buffer, so
-training's footprint does not grow with the training split. Validation and
+(rows left over continue into the next buffer). Another thread reads and
+encodes the next buffer (and computes its rows' logits of the frozen wide path,
+when the wide path was fitted first) while the loop trains on the last, so the
+training thread only steps. Memory holds two buffers, so training's footprint
+does not grow with the training split. Validation and
 test (10% each by default) are encoded in memory, as the evaluation needs
 them whole.
 
@@ -18,7 +21,8 @@ encoders as the in-memory path).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,12 +34,13 @@ from models_py.data import (
     FeatureFrame,
     bucket_edges,
     encode,
+    encode_category,
     standardisation,
     transform_values,
     vocabulary,
 )
 from models_py.registry import FeatureSpec
-from models_py.store import ColumnStore
+from models_py.store import ColumnStore, read_ahead
 
 BLOCK_ROWS = 65_536
 BUFFER_BLOCKS = 8
@@ -139,8 +144,46 @@ def fit_encoders(
     return Encoders(vocabularies, stats, edges)
 
 
+# The frozen wide path's logit of each row of an encoded buffer
+# (CTRModel.frozen_wide_logits), or None when the wide path trains with the rest.
+WideLogits = Callable[[Encoded], torch.Tensor | None]
+
+
+@dataclass(frozen=True)
+class _Buffer:
+    """A buffer's training rows, encoded and shuffled, with their wide logits
+    (None when not computed ahead)."""
+
+    rows: Encoded
+    wide: torch.Tensor | None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def take(self, index: torch.Tensor | slice) -> _Buffer:
+        wide = None if self.wide is None else self.wide[index]
+        return _Buffer(_rows(self.rows, index), wide)
+
+    def batch(self, index: slice) -> Batch:
+        wide = None if self.wide is None else self.wide[index]
+        return self.rows.categorical[index], self.rows.numeric[index], self.rows.label[index], wide
+
+    def after(self, carry: _Buffer | None) -> _Buffer:
+        """``carry``'s rows, then this buffer's."""
+        if carry is None:
+            return self
+        wide = (
+            None if self.wide is None or carry.wide is None else torch.cat([carry.wide, self.wide])
+        )
+        return _Buffer(_concat(carry.rows, self.rows), wide)
+
+
 class StreamedBatches:
-    """Shuffled training batches read block by block from the column cache."""
+    """Shuffled training batches read block by block from the column cache.
+
+    ``computing_wide`` gives the same batches with each row's wide logit
+    computed ahead, in the thread that encodes its buffer, as the in-memory path
+    computes them once for all rows: the training step then skips the wide path."""
 
     def __init__(
         self,
@@ -157,18 +200,55 @@ class StreamedBatches:
         self.in_train[train_rows] = True
         self.n_blocks = -(-store.rows // BLOCK_ROWS)
         self.rows_per_block = np.add.reduceat(self.in_train, np.arange(0, store.rows, BLOCK_ROWS))
+        self.wide_logits: WideLogits | None = None
+        # Each categorical's vocabulary index per code of the cache (the last entry
+        # for code -1, NULL): a buffer's categoricals are then a gather of integer
+        # codes, not a hash of every value under the GIL (models_py.store keeps
+        # categoricals as codes beside their values).
+        self.index_of_code = {
+            f.name: np.append(
+                encode_category(
+                    np.array(store.values[f.name], dtype=object), encoders.vocabularies[f.name]
+                ),
+                0,
+            )
+            for f in spec.categorical
+        }
+        self.numeric_columns = [f.name for f in spec.numeric]
+        if spec.label_column not in self.numeric_columns:
+            self.numeric_columns.append(spec.label_column)
 
     def __len__(self) -> int:
         return int(self.in_train.sum())
 
+    def computing_wide(self, wide_logits: WideLogits) -> StreamedBatches:
+        """These batches with each row's wide logit computed ahead by ``wide_logits``."""
+        batches = copy.copy(self)
+        batches.wide_logits = wide_logits
+        return batches
+
     def batches(self, epoch: int, skip_batches: int = 0) -> Iterator[Batch]:
-        """The epoch's batches in order, starting after ``skip_batches`` of them."""
+        """The epoch's batches in order, starting after ``skip_batches`` of them.
+        The buffers are made one ahead by another thread (``read_ahead``); the
+        sequence is the same as if this thread made them."""
+        carry: _Buffer | None = None
+        for buffer in read_ahead(lambda: self._buffers(epoch, skip_batches)):
+            buffer = buffer.after(carry)
+            full = len(buffer) // self.batch_size * self.batch_size
+            for start in range(0, full, self.batch_size):
+                yield buffer.batch(slice(start, start + self.batch_size))
+            carry = buffer.take(slice(full, len(buffer)))
+        if carry is not None and len(carry):
+            yield carry.batch(slice(0, len(carry)))
+
+    def _buffers(self, epoch: int, skip_batches: int) -> Generator[_Buffer, None, None]:
+        """The epoch's buffers, encoded and shuffled, the first ``skip_batches``
+        batches' rows left out."""
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(self.n_blocks)
         buffers = [order[i : i + BUFFER_BLOCKS] for i in range(0, len(order), BUFFER_BLOCKS)]
         shuffles = [int(rng.integers(2**31)) for _ in buffers]  # drawn up front: skipping
         skip = skip_batches * self.batch_size  # a buffer never changes the later ones
-        carry: Encoded | None = None
         for blocks, buffer_seed in zip(buffers, shuffles, strict=True):
             size = int(self.rows_per_block[blocks].sum())
             if skip >= size:
@@ -178,15 +258,8 @@ class StreamedBatches:
             generator = torch.Generator().manual_seed(buffer_seed)
             encoded = _rows(encoded, torch.randperm(len(encoded), generator=generator)[skip:])
             skip = 0
-            if carry is not None:
-                encoded = _concat(carry, encoded)
-            full = len(encoded) // self.batch_size * self.batch_size
-            for start in range(0, full, self.batch_size):
-                piece = slice(start, start + self.batch_size)
-                yield encoded.categorical[piece], encoded.numeric[piece], encoded.label[piece], None
-            carry = _rows(encoded, torch.arange(full, len(encoded)))
-        if carry is not None and len(carry):
-            yield carry.categorical, carry.numeric, carry.label, None
+            wide = None if self.wide_logits is None else self.wide_logits(encoded)
+            yield _Buffer(encoded, wide)
 
     def _encode(self, blocks: np.ndarray) -> Encoded:
         parts = []
@@ -197,13 +270,18 @@ class StreamedBatches:
             )
             mask = self.in_train[start:stop]
             columns = {
-                name: self.store.read(name, start, stop)[mask] for name in self.spec.columns()
+                name: self.store.read(name, start, stop)[mask] for name in self.numeric_columns
             }
-            parts.append(encode(columns, self.spec, self.encoders, columns[self.spec.label_column]))
+            indices = {
+                name: index[self.store.codes(name, start, stop)[mask]]
+                for name, index in self.index_of_code.items()
+            }
+            label = columns[self.spec.label_column]
+            parts.append(encode(columns, self.spec, self.encoders, label, indices=indices))
         return _concat(*parts)
 
 
-def _rows(encoded: Encoded, index: torch.Tensor) -> Encoded:
+def _rows(encoded: Encoded, index: torch.Tensor | slice) -> Encoded:
     return Encoded(encoded.categorical[index], encoded.numeric[index], encoded.label[index])
 
 

@@ -357,8 +357,13 @@ def _resume(
 def _batch_source(
     data: Prepared, config: TrainConfig, device: torch.device, model: CTRModel
 ) -> TensorBatches | StreamedBatches:
+    """The training batches, each with its rows' logits of the wide path when that
+    path is frozen (fitted first): computed once for the rows in memory, or per
+    buffer, ahead of the loop, when the split streams."""
     if data.stream is not None:
-        return data.stream
+        if not model.wide or model.first_order.weight.requires_grad:
+            return data.stream
+        return data.stream.computing_wide(lambda rows: model.frozen_wide_logits(rows.to(device)))
     assert data.train is not None
     train = data.train.to(device)
     return TensorBatches(train, config.batch_size, config.seed, model.frozen_wide_logits(train))

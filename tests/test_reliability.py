@@ -435,7 +435,7 @@ def test_the_cache_read_ahead_keeps_order_raises_the_readers_error_and_stops_ear
     connection, instead of leaving a thread blocked on a full queue."""
     import threading
 
-    from models_py.store import _read_ahead
+    from models_py.store import read_ahead
 
     def failing():
         yield from ({"k": k} for k in range(5))
@@ -443,7 +443,7 @@ def test_the_cache_read_ahead_keeps_order_raises_the_readers_error_and_stops_ear
 
     seen = []
     with pytest.raises(ValueError, match="warehouse gone"):
-        for chunk in _read_ahead(failing):
+        for chunk in read_ahead(failing):
             seen.append(chunk["k"])
     assert seen == [0, 1, 2, 3, 4]
 
@@ -458,11 +458,11 @@ def test_the_cache_read_ahead_keeps_order_raises_the_readers_error_and_stops_ear
         finally:
             closed.set()
 
-    chunks = _read_ahead(endless)
+    chunks = read_ahead(endless)
     assert next(chunks) == {"k": 0}
     chunks.close()
     assert closed.is_set()
-    assert not any(t.name == "cache-read-ahead" for t in threading.enumerate())
+    assert not any(t.name == "read-ahead" for t in threading.enumerate())
 
 
 def test_the_cache_keeps_each_sqlite_value_as_stored(built_world, tmp_path, monkeypatch):

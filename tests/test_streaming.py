@@ -12,7 +12,8 @@ import torch
 
 from models_py import stream
 from models_py.config import TrainConfig
-from models_py.data import transform_values
+from models_py.data import Encoded, transform_values
+from models_py.model import build_model
 from models_py.pipeline import prepare, sample_rows
 from models_py.train import train
 from tests.conftest import world_workspace
@@ -129,3 +130,39 @@ def test_a_streamed_run_fits_the_wide_path_on_a_sample_of_the_training_rows(
     (tmp_path / "adam").mkdir()
     model, state = train(adam, data, tmp_path / "adam", progress=False)
     assert not state.wide_l2 and model.first_order.weight.requires_grad
+
+
+def test_streamed_batches_carry_the_frozen_wide_logit_of_each_row(built_world, small_blocks):
+    """With the wide path fitted first, each streamed buffer's wide logits are
+    computed ahead (in the thread that encodes it): every batch carries exactly
+    the logit the model computes for its rows, also after a mid-epoch restart."""
+    config, _, streamed = _both(built_world)
+    assert streamed.stream is not None
+    model = build_model(streamed.spec, streamed.encoders, config)
+    with torch.no_grad():
+        model.first_order.weight.normal_()  # a wide path that is not all zeros
+    model.freeze_wide()
+    ahead = streamed.stream.computing_wide(model.frozen_wide_logits)
+    full = list(ahead.batches(epoch=1))
+    assert len(full) == len(list(streamed.stream.batches(epoch=1)))
+    for categorical, numeric, label, wide in full:
+        expected = model.frozen_wide_logits(Encoded(categorical, numeric, label))
+        assert wide is not None and torch.equal(wide, expected)
+    for a, b in zip(ahead.batches(epoch=1, skip_batches=5), full[5:], strict=True):
+        assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_wide_logits_computed_ahead_train_the_same_model(
+    built_world, small_blocks, tmp_path, monkeypatch
+):
+    """Computing the frozen wide path's logits per buffer ahead of the loop only
+    moves work off the training thread: the trained weights are the same as when
+    every step computes them."""
+    config, _, streamed = _both(built_world, max_steps=30, patience=100)
+    (tmp_path / "ahead").mkdir()
+    ahead, _ = train(config, streamed, tmp_path / "ahead", progress=False)
+    monkeypatch.setattr(stream.StreamedBatches, "computing_wide", lambda self, _: self)
+    (tmp_path / "in_step").mkdir()
+    in_step, _ = train(config, streamed, tmp_path / "in_step", progress=False)
+    for (name, a), b in zip(ahead.state_dict().items(), in_step.state_dict().values(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
