@@ -192,13 +192,19 @@ class CTRModel(nn.Module):
         for weight in self.wide_weights():
             weight.requires_grad_(False)
 
+    @property
+    def wide_frozen(self) -> bool:
+        """Whether the wide path is kept as fitted (``freeze_wide``): its logit per row
+        is then a constant that can be computed ahead."""
+        return self.wide and not self.first_order.weight.requires_grad
+
     @torch.no_grad()
     def frozen_wide_logits(self, data: Encoded) -> torch.Tensor | None:
         """The wide path's logit for every row of ``data`` when its weights are
         frozen (fitted first, models_py.wide_fit): a constant per row, so training
         computes it once instead of at every step (about 20% more samples/s at
         1M impressions). None when the wide path trains."""
-        if not self.wide or self.first_order.weight.requires_grad:
+        if not self.wide_frozen:
             return None
         parts = [
             self._wide(categorical, categorical + self.offsets, numeric)

@@ -160,7 +160,7 @@ class _Buffer:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def take(self, index: torch.Tensor | slice) -> _Buffer:
+    def take(self, index: slice) -> _Buffer:
         wide = None if self.wide is None else self.wide[index]
         return _Buffer(_rows(self.rows, index), wide)
 
@@ -214,9 +214,10 @@ class StreamedBatches:
             )
             for f in spec.categorical
         }
-        self.numeric_columns = [f.name for f in spec.numeric]
-        if spec.label_column not in self.numeric_columns:
-            self.numeric_columns.append(spec.label_column)
+        # read as values: the numerics and the label (categoricals come as codes)
+        self.value_columns = [f.name for f in spec.numeric]
+        if spec.label_column not in self.value_columns:
+            self.value_columns.append(spec.label_column)
 
     def __len__(self) -> int:
         return int(self.in_train.sum())
@@ -270,7 +271,7 @@ class StreamedBatches:
             )
             mask = self.in_train[start:stop]
             columns = {
-                name: self.store.read(name, start, stop)[mask] for name in self.numeric_columns
+                name: self.store.read(name, start, stop)[mask] for name in self.value_columns
             }
             indices = {
                 name: index[self.store.codes(name, start, stop)[mask]]

@@ -361,7 +361,7 @@ def _batch_source(
     path is frozen (fitted first): computed once for the rows in memory, or per
     buffer, ahead of the loop, when the split streams."""
     if data.stream is not None:
-        if not model.wide or model.first_order.weight.requires_grad:
+        if not model.wide_frozen:
             return data.stream
         return data.stream.computing_wide(lambda rows: model.frozen_wide_logits(rows.to(device)))
     assert data.train is not None
