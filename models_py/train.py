@@ -6,10 +6,12 @@ evaluation that carries everything needed to resume."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +68,14 @@ class TensorBatches:
             wide = None if self.wide_logit is None else self.wide_logit[rows]
             yield self.data.categorical[rows], self.data.numeric[rows], self.data.label[rows], wide
 
+    def batches_from(self, epoch: int, skip_batches: int = 0) -> Generator[Batch, None, None]:
+        """``batches(epoch, skip_batches)``, then every later epoch's, with no end."""
+        yield from self.batches(epoch, skip_batches)
+        for later in itertools.count(epoch + 1):
+            if not len(self):
+                return
+            yield from self.batches(later)
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -118,31 +128,29 @@ def train(
     model, net, optimizers, state = _set_up(config, data, device, dist, resume_from, progress)
     source = _batch_source(data, config, device, model)
     schedule = Schedule.of(len(source), config)
-    batches: Iterator[Batch] = iter(())
-    batches_epoch = -1
     bar = _progress_bar(schedule, state, progress and dist.is_main)
     running_loss = float("nan")
+    # one sequence across epochs: a streamed epoch's first buffer is made ahead too
+    batches = source.batches_from(*divmod(state.step, schedule.steps_per_epoch))
     started = time.perf_counter()
-    while state.step < schedule.total_steps and not state.stopped_early:
-        epoch, position = divmod(state.step, schedule.steps_per_epoch)
-        if epoch != batches_epoch:
-            batches, batches_epoch = source.batches(epoch, position), epoch
-        loss = _step(net, optimizers, next(batches), state, dist, device)
-        running_loss = loss if math.isnan(running_loss) else 0.98 * running_loss + 0.02 * loss
-        bar.update(1)
-        if schedule.evaluates_at(state.step):
-            state = _evaluate_and_checkpoint(
-                Trained(model, optimizers, state, running_loss, time.perf_counter() - started),
-                config,
-                data,
-                run_dir,
-                device,
-                schedule,
-                dist,
-                bar,
-                on_eval,
-            )
-            started = time.perf_counter()
+    with contextlib.closing(batches):
+        while state.step < schedule.total_steps and not state.stopped_early:
+            loss = _step(net, optimizers, next(batches), state, dist, device)
+            running_loss = loss if math.isnan(running_loss) else 0.98 * running_loss + 0.02 * loss
+            bar.update(1)
+            if schedule.evaluates_at(state.step):
+                state = _evaluate_and_checkpoint(
+                    Trained(model, optimizers, state, running_loss, time.perf_counter() - started),
+                    config,
+                    data,
+                    run_dir,
+                    device,
+                    schedule,
+                    dist,
+                    bar,
+                    on_eval,
+                )
+                started = time.perf_counter()
     bar.close()
     return model, state
 

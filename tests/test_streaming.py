@@ -5,6 +5,8 @@ mid-epoch on the same sequence."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -104,6 +106,52 @@ def test_streamed_batches_restart_mid_epoch_on_the_same_sequence(built_world, sm
         for a, b in zip(resumed, full[skip:], strict=True):
             assert all(torch.equal(x, y) for x, y in zip(a[:3], b[:3], strict=True))
             assert a[3] is None and b[3] is None  # no wide logits computed ahead when streamed
+
+
+def _same_batch(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a[:3], b[:3], strict=True))
+
+
+def test_batches_from_run_on_into_the_next_epochs_as_each_epoch_would(built_world, small_blocks):
+    """The loop takes one sequence across epochs (so a streamed epoch's first
+    buffer is made ahead too): it must be each epoch's own batches, end to end,
+    from a mid-epoch start as on a resume."""
+    _, _, streamed = _both(built_world)
+    assert streamed.stream is not None
+    epochs = [list(streamed.stream.batches(epoch=e)) for e in (1, 2, 3)]
+    expected = epochs[0][4:] + epochs[1] + epochs[2][:3]
+    taken = streamed.stream.batches_from(epoch=1, skip_batches=4)
+    got = [next(taken) for _ in expected]
+    taken.close()
+    assert len(epochs[0][-1][2]) < 512  # an epoch ends on its own short batch
+    assert all(_same_batch(a, b) for a, b in zip(got, expected, strict=True))
+
+
+def test_the_next_epochs_first_buffer_is_made_before_the_loop_asks(
+    built_world, small_blocks, monkeypatch
+):
+    """While the loop trains on an epoch's last batches, the reader thread has
+    already encoded the next epoch's first buffer: no stall at an epoch start."""
+    _, _, streamed = _both(built_world)
+    assert streamed.stream is not None
+    encoded: list[int] = []
+    encode = stream.StreamedBatches._encode
+
+    def counted(self, blocks):
+        encoded.append(len(blocks))
+        return encode(self, blocks)
+
+    monkeypatch.setattr(stream.StreamedBatches, "_encode", counted)
+    per_epoch = len(list(streamed.stream._buffers(0, 0)))
+    encoded.clear()
+    taken = streamed.stream.batches_from(epoch=0)
+    for _ in range(-(-len(streamed.stream) // 512)):  # every batch of epoch 0
+        next(taken)
+    deadline = time.monotonic() + 30
+    while len(encoded) <= per_epoch and time.monotonic() < deadline:
+        time.sleep(0.01)
+    taken.close()
+    assert len(encoded) > per_epoch
 
 
 def test_a_streamed_run_fits_the_wide_path_on_a_sample_of_the_training_rows(
