@@ -9,8 +9,8 @@ a time; a buffer's training rows are encoded, shuffled and cut into batches
 encodes the next buffer (and computes its rows' logits of the frozen wide path,
 when the wide path was fitted first) while the loop trains on the last, so the
 training thread only steps; across an epoch's end too (``batches_from``), so
-no epoch starts by waiting for its first buffer. Memory holds two buffers, so training's footprint
-does not grow with the training split. Validation and
+no epoch starts by waiting for its first buffer. Memory holds two buffers, so
+training's footprint does not grow with the training split. Validation and
 test (10% each by default) are encoded in memory, as the evaluation needs
 them whole.
 
