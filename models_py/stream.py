@@ -313,7 +313,9 @@ class StreamedBatches:
 
 
 def _rows(encoded: Encoded, index: torch.Tensor | slice) -> Encoded:
-    return Encoded(encoded.categorical[index], encoded.numeric[index], encoded.label[index])
+    if isinstance(index, slice):
+        return Encoded(encoded.categorical[index], encoded.numeric[index], encoded.label[index])
+    return encoded.take(index)
 
 
 def _concat(*parts: Encoded) -> Encoded:

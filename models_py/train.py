@@ -66,7 +66,8 @@ class TensorBatches:
         for start in range(skip_batches * self.batch_size, len(self.data), self.batch_size):
             rows = permutation[start : start + self.batch_size]
             wide = None if self.wide_logit is None else self.wide_logit[rows]
-            yield self.data.categorical[rows], self.data.numeric[rows], self.data.label[rows], wide
+            batch = self.data.take(rows)
+            yield batch.categorical, batch.numeric, batch.label, wide
 
     def batches_from(self, epoch: int, skip_batches: int = 0) -> Generator[Batch, None, None]:
         """``batches(epoch, skip_batches)``, then every later epoch's, with no end."""
@@ -317,7 +318,7 @@ def refit_wide(
         keep = torch.from_numpy(
             downsample_negatives(everyone, extra.label.numpy(), config.negative_rate, config.seed)
         )
-        extra = Encoded(extra.categorical[keep], extra.numeric[keep], extra.label[keep])
+        extra = extra.take(keep)
     both = Encoded(
         torch.cat([rows.categorical, extra.categorical]),
         torch.cat([rows.numeric, extra.numeric]),
