@@ -288,7 +288,7 @@ class StreamedBatches:
         for number, (blocks, buffer_seed, skip) in enumerate(kept, start=1):
             encoded = self._encode(np.sort(blocks))
             generator = torch.Generator().manual_seed(buffer_seed)
-            encoded = _rows(encoded, torch.randperm(len(encoded), generator=generator)[skip:])
+            encoded = encoded.take(torch.randperm(len(encoded), generator=generator)[skip:])
             wide = None if self.wide_logits is None else self.wide_logits(encoded)
             yield _Buffer(encoded, wide, ends_epoch=number == len(kept))
 
@@ -312,10 +312,8 @@ class StreamedBatches:
         return _concat(*parts)
 
 
-def _rows(encoded: Encoded, index: torch.Tensor | slice) -> Encoded:
-    if isinstance(index, slice):
-        return Encoded(encoded.categorical[index], encoded.numeric[index], encoded.label[index])
-    return encoded.take(index)
+def _rows(encoded: Encoded, index: slice) -> Encoded:
+    return Encoded(encoded.categorical[index], encoded.numeric[index], encoded.label[index])
 
 
 def _concat(*parts: Encoded) -> Encoded:
